@@ -1,0 +1,231 @@
+"""The consumer kit every service uses: a durable pull consumer and an idempotent handler loop.
+
+For each message: decode; in one PostgreSQL transaction check the inbox, run the handler
+(which reads state from the log and appends), write the inbox row `(consumer, event_id)`;
+commit; then ack. A redelivery after a crash between commit and ack finds the inbox row
+and changes nothing. Transient failures are nak'ed with a growing delay; a message whose
+handler keeps failing is written to `dead_letters` and terminated after the last attempt,
+so it never blocks the messages behind it. Database or broker outages are not counted
+against a message: the worker pauses and the message comes back later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
+
+from shared.bus import Delivered, delivered_from
+from shared.eventstore import ConcurrencyError, EventStore, Transaction
+
+log = structlog.get_logger()
+
+Handler = Callable[[Transaction, Delivered], Awaitable[None]]
+
+# Failures of the infrastructure, not of the message: never dead-letter for these.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+
+class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
+    durable: str
+    filter_subjects: tuple[str, ...]
+    max_deliver: int = 5  # handler failures before the dead-letter record and term()
+    ack_wait: float = 30.0
+    max_ack_pending: int = 256
+    nak_delay: float = 0.5
+    batch: int = 32
+    workers: int = 2
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, spec: ConsumerSpec) -> None:
+    """Create (or update) the durable explicitly: pull_subscribe would silently keep an old config."""
+    await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            durable_name=spec.durable,
+            filter_subjects=list(spec.filter_subjects),
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=spec.ack_wait,
+            # Unlimited on the server: our own count (below) decides when a message is dead,
+            # so an hour-long database outage does not dead-letter everything in flight.
+            max_deliver=-1,
+            max_ack_pending=spec.max_ack_pending,
+        ),
+    )
+
+
+class Consumer:
+    def __init__(self, js: JetStreamContext, store: EventStore, stream: str, spec: ConsumerSpec, handler: Handler):
+        self.js = js
+        self.store = store
+        self.stream = stream
+        self.spec = spec
+        self.handler = handler
+        self.handled = 0
+        self.dead_lettered = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and handle until `stop` is set; in-flight messages finish first."""
+        await self._bind_and_work(stop)
+
+    async def _bind_and_work(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await ensure_consumer(self.js, self.stream, self.spec)
+                sub = await self.js.pull_subscribe_bind(durable=self.spec.durable, stream=self.stream)
+                break
+            except Exception as exc:
+                log.warning("consumer_bind_failed", consumer=self.spec.durable, error=str(exc) or repr(exc))
+                await _sleep(stop, 1.0)
+        else:
+            return
+        workers = [asyncio.create_task(self._work(sub, stop)) for _ in range(self.spec.workers)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _work(self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
+        pause = 0.1
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(self.spec.batch, timeout=1.0)
+            except nats.errors.TimeoutError:  # nothing arrived: not an error
+                continue
+            except (
+                ServiceUnavailableError,
+                nats.errors.ConnectionClosedError,
+                nats.errors.NoServersError,
+            ) as exc:
+                log.warning("consumer_fetch_unavailable", consumer=self.spec.durable, error=str(exc))
+                await _sleep(stop, 1.0)
+                continue
+            except Exception as exc:
+                log.warning("consumer_fetch_failed", consumer=self.spec.durable, error=str(exc) or repr(exc))
+                await _sleep(stop, 1.0)
+                continue
+            for msg in msgs:
+                outage = await self.handle(msg)
+                if outage:
+                    # Let the rest of the batch time out and come back; do not spin.
+                    await _sleep(stop, pause)
+                    pause = min(pause * 2, 5.0)
+                    break
+                pause = 0.1
+
+    async def handle(self, msg: Msg) -> bool:
+        """Handle one message; True when the infrastructure is failing (caller backs off)."""
+        try:
+            delivered = delivered_from(msg)
+        except Exception as exc:  # poison: it will never decode, however often we try
+            await self._dead_letter(msg, f"undecodable: {exc}")
+            return False
+        with structlog.contextvars.bound_contextvars(
+            consumer=self.spec.durable,
+            case_id=str(delivered.case_id),
+            event_id=str(delivered.event_id),
+            event_type=type(delivered.event).__name__,
+            correlation_id=str(delivered.metadata.correlation_id),
+        ):
+            return await self._handle(msg, delivered)
+
+    async def _handle(self, msg: Msg, delivered: Delivered) -> bool:
+        heartbeat = asyncio.create_task(self._in_progress(msg))
+        try:
+            for attempt in range(5):
+                try:
+                    async with self.store.transaction() as tx:
+                        if await tx.processed(self.spec.durable, delivered.event_id):
+                            break  # a redelivery: its effects were committed the first time
+                        await self.handler(tx, delivered)
+                        await tx.mark_processed(self.spec.durable, delivered.event_id)
+                    break
+                except ConcurrencyError:
+                    # The case moved while we decided: reload and decide again, now.
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.01 * (attempt + 1))
+        except TRANSIENT as exc:
+            log.warning("consumer_transient_failure", error=str(exc) or type(exc).__name__)
+            await _quietly(msg.nak(delay=self.spec.nak_delay * 4))
+            return True
+        except Exception as exc:
+            deliveries = msg.metadata.num_delivered or 1
+            if deliveries >= self.spec.max_deliver:
+                log.error("consumer_gave_up", deliveries=deliveries, error=str(exc) or type(exc).__name__)
+                await self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
+            else:
+                log.exception("consumer_handler_failed", deliveries=deliveries)
+                await _quietly(msg.nak(delay=min(self.spec.nak_delay * 2 ** (deliveries - 1), 30.0)))
+            return False
+        finally:
+            heartbeat.cancel()
+        await _quietly(msg.ack())
+        self.handled += 1
+        return False
+
+    async def _in_progress(self, msg: Msg) -> None:
+        """Tell the server we are still working on a long message, so it is not redelivered."""
+        while True:
+            await asyncio.sleep(self.spec.ack_wait / 3)
+            await _quietly(msg.in_progress())
+
+    async def _dead_letter(self, msg: Msg, error: str) -> None:
+        meta = msg.metadata
+        headers = dict(msg.headers or {})
+        try:
+            await self.store.pool.execute(
+                """INSERT INTO dead_letters (consumer, stream_seq, subject, event_id, headers, payload,
+                                             deliveries, error)
+                   VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
+                   ON CONFLICT (consumer, stream_seq) DO NOTHING""",
+                self.spec.durable,
+                meta.sequence.stream,
+                msg.subject,
+                headers.get("ce-id"),
+                msgspec.json.encode(headers).decode(),
+                msg.data,
+                meta.num_delivered,
+                error[:2000],
+            )
+        except Exception as exc:  # no record, no term: it comes back when the database does
+            log.warning("dead_letter_failed", error=str(exc))
+            await _quietly(msg.nak(delay=self.spec.nak_delay * 4))
+            return
+        await _quietly(msg.term())
+        self.dead_lettered += 1
+        log.error("dead_lettered", subject=msg.subject, stream_seq=meta.sequence.stream, error=error[:200])
+
+
+async def _quietly(action: Awaitable[object]) -> None:
+    """Acks are best effort: a lost ack means a redelivery, which the inbox absorbs."""
+    with contextlib.suppress(Exception):
+        await action
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,302 @@
+"""Every case event: msgspec Structs in one tagged union, and their codec.
+
+Schema evolution rules (msgspec's): never rename an event class (the class name is the
+stored tag), new fields get defaults, field types never change. A breaking change gets a
+new `schema_version` and an upcaster in `UPCASTERS`, applied on read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class Source(StrEnum):
+    CITIZEN = "citizen"
+    GRID_WORKER = "grid_worker"
+    SENSOR = "sensor"
+    HOTLINE = "hotline"
+
+
+class Location(msgspec.Struct, frozen=True, kw_only=True):
+    grid: str | None = None
+    street: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+
+
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    url: str
+    sha256: str
+    media_type: str
+
+
+class Device(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    alarm: str
+
+
+class SealedReporter(msgspec.Struct, frozen=True, kw_only=True):
+    """A reporter's name and phone, encrypted with that reporter's own data key.
+
+    Deleting the key (table `reporter_keys`) erases them without touching the log.
+    """
+
+    ref: UUID
+    alg: str
+    nonce: str
+    ciphertext: str
+
+
+class TaskAssignment(msgspec.Struct, frozen=True, kw_only=True):
+    task_id: UUID
+    department: str
+    lead: bool
+    accept_by: datetime
+    complete_by: datetime
+    accept_warn_at: datetime
+    complete_warn_at: datetime
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
+    case_id: UUID
+
+
+# --- intake ---------------------------------------------------------------------------
+
+
+class CaseReported(Event, frozen=True):
+    source: Source
+    category: str
+    description: str
+    location: Location
+    reported_at: datetime
+    occurred_at: datetime | None = None
+    reporter: SealedReporter | None = None
+    attachments: tuple[Attachment, ...] = ()
+    device: Device | None = None
+    created_by: str = ""
+
+
+class AlarmRepeated(Event, frozen=True):
+    """A sensor repeated an alarm that already has an open case: merged, not reopened."""
+
+    repeat_count: int
+    occurred_at: datetime
+
+
+class CaseCancelled(Event, frozen=True):
+    reason: str
+    by: str
+
+
+class CaseRated(Event, frozen=True):
+    score: int
+    comment: str = ""
+
+
+class CaseRejected(Event, frozen=True):
+    reason: str
+    by: str
+
+
+class CaseMerged(Event, frozen=True):
+    into: UUID
+    by: str
+
+
+# --- routing --------------------------------------------------------------------------
+
+
+class CaseQueued(Event, frozen=True):
+    """No rule matched (or returns ran out): the case waits for a dispatcher."""
+
+    reason: str
+
+
+class CaseDispatched(Event, frozen=True):
+    """A round begins: the departments named here each get a TaskDispatched beside it."""
+
+    round: int
+    departments: tuple[str, ...]
+    priority: str
+    policy_version: str
+    by: str
+
+
+class TaskDispatched(Event, frozen=True):
+    round: int
+    task: TaskAssignment
+    replaces: UUID | None = None
+
+
+class DeadlineWarned(Event, frozen=True):
+    task_id: UUID
+    department: str
+    kind: str  # "accept" | "complete"
+    due_at: datetime
+
+
+class TaskOverdue(Event, frozen=True):
+    task_id: UUID
+    department: str
+    kind: str
+    due_at: datetime
+
+
+class CaseEscalated(Event, frozen=True):
+    task_id: UUID
+    department: str
+    kind: str
+    to: str = "supervisor"
+
+
+# --- handling -------------------------------------------------------------------------
+
+
+class TaskAccepted(Event, frozen=True):
+    task_id: UUID
+    department: str
+    by: str
+
+
+class TaskNoted(Event, frozen=True):
+    task_id: UUID
+    department: str
+    by: str
+    note: str
+
+
+class TaskCompleted(Event, frozen=True):
+    task_id: UUID
+    department: str
+    by: str
+    result: str
+    evidence: tuple[Attachment, ...]
+
+
+class TaskReturned(Event, frozen=True):
+    task_id: UUID
+    department: str
+    by: str
+    reason: str
+
+
+class CaseHandled(Event, frozen=True):
+    round: int
+
+
+# --- verification ---------------------------------------------------------------------
+
+
+class VerificationRequested(Event, frozen=True):
+    verification_id: UUID
+    round: int
+    kind: str  # "grid_worker" | "reporter"
+    grid: str | None
+    respond_by: datetime | None = None
+
+
+class VerificationPassed(Event, frozen=True):
+    verification_id: UUID
+    by: str
+    evidence: tuple[Attachment, ...] = ()
+    by_default: bool = False
+
+
+class VerificationFailed(Event, frozen=True):
+    verification_id: UUID
+    by: str
+    reason: str
+    evidence: tuple[Attachment, ...] = ()
+
+
+class CaseClosed(Event, frozen=True):
+    by_default: bool = False
+
+
+class CaseReopened(Event, frozen=True):
+    round: int
+    departments: tuple[str, ...]
+
+
+CaseEvent = (
+    CaseReported
+    | AlarmRepeated
+    | CaseCancelled
+    | CaseRated
+    | CaseRejected
+    | CaseMerged
+    | CaseQueued
+    | CaseDispatched
+    | TaskDispatched
+    | DeadlineWarned
+    | TaskOverdue
+    | CaseEscalated
+    | TaskAccepted
+    | TaskNoted
+    | TaskCompleted
+    | TaskReturned
+    | CaseHandled
+    | VerificationRequested
+    | VerificationPassed
+    | VerificationFailed
+    | CaseClosed
+    | CaseReopened
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in CaseEvent.__args__}  # type: ignore[attr-defined]
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[CaseEvent] = msgspec.json.Decoder(CaseEvent)  # type: ignore[arg-type]
+
+# (type, schema_version) -> function lifting a stored payload one version up.
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def encode(event: Event) -> bytes:
+    """The stored bytes of an event: compact JSON with its `type` tag."""
+    return _encoder.encode(event)
+
+
+def decode(data: bytes | str, schema_version: int = SCHEMA_VERSION) -> CaseEvent:
+    """Decode stored bytes, upcasting older schema versions first."""
+    if schema_version == SCHEMA_VERSION:
+        return _decoder.decode(data)
+    raw: dict[str, Any] = msgspec.json.decode(data)
+    version = schema_version
+    while version < SCHEMA_VERSION:
+        raw = UPCASTERS[(raw["type"], version)](raw)
+        version += 1
+    return msgspec.convert(raw, CaseEvent)  # type: ignore[arg-type, no-any-return]
+
+
+def type_name(event: Event) -> str:
+    return type(event).__name__
+
+
+def department_of(event: Event) -> str | None:
+    """The one department a task-level event concerns (for subject filtering)."""
+    match event:
+        case TaskDispatched(task=task):
+            return task.department
+        case (
+            TaskAccepted(department=d)
+            | TaskNoted(department=d)
+            | TaskCompleted(department=d)
+            | TaskReturned(department=d)
+            | DeadlineWarned(department=d)
+            | TaskOverdue(department=d)
+            | CaseEscalated(department=d)
+        ):
+            return d
+        case _:
+            return None

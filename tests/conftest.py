@@ -1,0 +1,87 @@
+"""Real servers for the whole session: PostgreSQL and nats-server, started from the wheels."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.config import Settings
+from shared.db import AUDITOR_ROLE, SERVICE_ROLE, bootstrap, create_pool, ensure_database, with_credentials
+from shared.eventstore import EventStore
+from shared.servers import NatsServer, Postgres
+
+SERVICE_PASSWORD = "service-test-password"
+AUDITOR_PASSWORD = "auditor-test-password"
+TEMPLATE = "caseloop_template"
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def servers_dir() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="caseloop-test-"))
+    folder.chmod(0o755)
+    yield folder
+
+
+@pytest.fixture(scope="session")
+def postgres(servers_dir: Path) -> Iterator[Postgres]:
+    server = Postgres(servers_dir / "pg").start()
+    asyncio.run(bootstrap(server.url(), TEMPLATE, {SERVICE_ROLE: SERVICE_PASSWORD, AUDITOR_ROLE: AUDITOR_PASSWORD}))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server(servers_dir: Path) -> Iterator[NatsServer]:
+    server = NatsServer(servers_dir / "nats").start()
+    yield server
+    server.stop()
+
+
+class Database:
+    """A fresh database cloned from the migrated template: admin and service URLs."""
+
+    def __init__(self, postgres: Postgres, name: str) -> None:
+        self.name = name
+        self.admin_url = postgres.url(name)
+        self.url = with_credentials(self.admin_url, SERVICE_ROLE, SERVICE_PASSWORD)
+        self.auditor_url = with_credentials(self.admin_url, AUDITOR_ROLE, AUDITOR_PASSWORD)
+
+
+@pytest.fixture
+async def database(postgres: Postgres) -> Database:
+    name = f"t{os.getpid()}_{next(_counter)}"
+    await ensure_database(postgres.url(), name, template=TEMPLATE)
+    return Database(postgres, name)
+
+
+@pytest.fixture
+def settings(database: Database, nats_server: NatsServer) -> Settings:
+    n = next(_counter)
+    return Settings(
+        database_url=database.url,
+        admin_database_url=database.admin_url,
+        nats_url=nats_server.url,
+        nats_stream=f"T{os.getpid()}_{n}",
+        subject_prefix=f"t{os.getpid()}_{n}",
+        nak_delay=0.1,
+    )
+
+
+@pytest.fixture
+async def pool(database: Database) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database.url, size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def store(pool: asyncpg.Pool) -> EventStore:
+    return EventStore(pool)

@@ -1,0 +1,185 @@
+"""The event store against a real PostgreSQL: concurrency, idempotence, ordering, immutability."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from shared.eventstore import (
+    Checkpoint,
+    ConcurrencyError,
+    EventStore,
+    RecordedEvent,
+    case_stream,
+    chain_breaks,
+)
+from tests import examples
+from tests.conftest import Database
+
+
+async def test_two_appends_at_the_same_expected_version_only_one_wins(store: EventStore) -> None:
+    stream = case_stream(examples.CASE_ID)
+    await store.append(stream, [examples.case_reported()], expected_version=0, metadata=examples.METADATA)
+
+    results = await asyncio.gather(
+        store.append(stream, [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA),
+        store.append(stream, [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA),
+        return_exceptions=True,
+    )
+
+    assert sorted(type(r).__name__ for r in results) == ["AppendResult", "ConcurrencyError"]
+    assert [r.version for r in await store.read_stream(stream)] == [1, 2]
+
+
+async def test_a_stale_expected_version_is_a_concurrency_error(store: EventStore) -> None:
+    stream = case_stream(examples.CASE_ID)
+    await store.append(stream, [examples.case_reported()], expected_version=0, metadata=examples.METADATA)
+    with pytest.raises(ConcurrencyError):
+        await store.append(stream, [examples.case_dispatched()], expected_version=0, metadata=examples.METADATA)
+
+
+async def test_the_same_event_id_appended_twice_is_stored_once(store: EventStore, pool: asyncpg.Pool) -> None:
+    stream = case_stream(examples.CASE_ID)
+    event_id = uuid4()
+    first = await store.append(
+        stream,
+        [examples.case_reported()],
+        expected_version=0,
+        metadata=examples.METADATA,
+        event_ids=[event_id],
+    )
+    again = await store.append(
+        stream,
+        [examples.case_reported()],
+        expected_version=0,
+        metadata=examples.METADATA,
+        event_ids=[event_id],
+    )
+
+    assert again.duplicate and not first.duplicate
+    assert again.positions == first.positions
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE event_id = $1", event_id) == 1
+
+
+async def test_a_stream_reads_back_in_version_order_and_folds_into_the_case(store: EventStore) -> None:
+    stream = case_stream(examples.CASE_ID)
+    history = examples.until_verifying()
+    await store.append(stream, history, expected_version=0, metadata=examples.METADATA)
+
+    case, version = await store.load(examples.CASE_ID)
+
+    assert version == len(history)
+    assert case.status == "verifying"
+    assert [r.event() for r in await store.read_stream(stream)] == history
+    assert chain_breaks(await store.read_stream(stream)) == []
+
+
+async def test_concurrent_writers_are_all_seen_once_by_a_polling_reader(store: EventStore) -> None:
+    writers, appends_each = 12, 40
+    written: set[str] = set()
+    done = asyncio.Event()
+
+    async def writer(n: int) -> None:
+        for i in range(appends_each):
+            stream = f"load-{n}-{i % 4}"
+            while True:
+                head = await store.read_stream(stream)
+                try:
+                    result = await store.append(
+                        stream,
+                        [examples.case_reported(description=f"w{n}-{i}")],
+                        expected_version=len(head),
+                        metadata=examples.METADATA,
+                    )
+                    break
+                except ConcurrencyError:
+                    continue
+            written.add(f"{result.stream_id}@{result.version}")
+            if random.random() < 0.3:
+                await asyncio.sleep(0)
+
+    seen: list[RecordedEvent] = []
+
+    async def reader() -> None:
+        checkpoint = Checkpoint()
+        while True:
+            finished = done.is_set()
+            batch = await store.read_all(checkpoint, limit=37)
+            for record in batch:
+                assert record.checkpoint > checkpoint, "the reader's order went backwards"
+                checkpoint = record.checkpoint
+            seen.extend(batch)
+            if finished and not batch:
+                return
+            await asyncio.sleep(0.001)
+
+    reading = asyncio.create_task(reader())
+    await asyncio.gather(*(writer(n) for n in range(writers)))
+    done.set()
+    await reading
+
+    keys = [f"{r.stream_id}@{r.version}" for r in seen]
+    assert len(keys) == writers * appends_each
+    assert len(set(keys)) == len(keys), "an event was seen twice"
+    assert set(keys) == written, "an event was skipped"
+
+
+async def test_the_service_role_cannot_update_delete_or_truncate_events(store: EventStore, database: Database) -> None:
+    await store.append(
+        case_stream(examples.CASE_ID),
+        [examples.case_reported()],
+        expected_version=0,
+        metadata=examples.METADATA,
+    )
+    conn = await asyncpg.connect(database.url)
+    try:
+        for statement in (
+            "UPDATE events SET type = 'Forged'",
+            "DELETE FROM events",
+            "TRUNCATE events",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_even_the_owner_is_refused_by_the_trigger(store: EventStore, database: Database) -> None:
+    await store.append(
+        case_stream(examples.CASE_ID),
+        [examples.case_reported()],
+        expected_version=0,
+        metadata=examples.METADATA,
+    )
+    conn = await asyncpg.connect(database.admin_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await conn.execute("UPDATE events SET type = 'Forged'")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await conn.execute("DELETE FROM events")
+    finally:
+        await conn.close()
+
+
+async def test_a_payload_changed_by_a_superuser_breaks_the_chain(store: EventStore, database: Database) -> None:
+    stream = case_stream(examples.CASE_ID)
+    await store.append(stream, examples.until_verifying(), expected_version=0, metadata=examples.METADATA)
+    assert chain_breaks(await store.read_stream(stream)) == []
+
+    conn = await asyncpg.connect(database.admin_url)
+    try:
+        # A superuser can switch the trigger off for its session: the chain still tells.
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            """UPDATE events SET data = replace(data::text, 'sanitation', 'police')::json
+               WHERE stream_id = $1 AND version = 3""",
+            stream,
+        )
+    finally:
+        await conn.close()
+
+    assert chain_breaks(await store.read_stream(stream)) == [f"{stream}@3: stored hash does not match its bytes"]
