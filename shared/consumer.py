@@ -82,6 +82,7 @@ class Consumer:
         self.spec = spec
         self.handler = handler
         self.handled = 0
+        self.duplicates = 0  # redeliveries the inbox absorbed
         self.dead_lettered = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -159,7 +160,8 @@ class Consumer:
                 try:
                     async with self.store.transaction() as tx:
                         if await tx.processed(self.spec.durable, delivered.event_id):
-                            break  # a redelivery: its effects were committed the first time
+                            self.duplicates += 1  # a redelivery: its effects were committed the first time
+                            break
                         await self.handler(tx, delivered)
                         await tx.mark_processed(self.spec.durable, delivered.event_id)
                     break
