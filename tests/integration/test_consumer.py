@@ -13,8 +13,8 @@ from nats.js import JetStreamContext
 from shared.bus import Delivered, connect, delivered_from, ensure_stream
 from shared.config import Settings
 from shared.consumer import Consumer, ConsumerSpec, ensure_consumer
-from shared.eventstore import EventStore, Metadata, Transaction, case_stream
 from shared.events import CaseClosed
+from shared.eventstore import EventStore, Metadata, Transaction, case_stream
 from shared.relay import Relay
 from tests import examples
 from tests.eventually import eventually
