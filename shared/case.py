@@ -302,3 +302,12 @@ def _withdraw(tasks: tuple[Task, ...]) -> tuple[Task, ...]:
 def replay(events: Iterable[CaseEvent], case: Case = NO_CASE) -> Case:
     """The case after every event, in order."""
     return reduce(evolve, events, case)
+
+
+class Refused(Exception):
+    """A command the case's state does not allow (HTTP 409). Retries of what already
+    happened are not refused: decide() returns no events for them."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

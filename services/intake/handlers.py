@@ -1,0 +1,410 @@
+"""intake's I/O shell: the HTTP views and the consumer that keeps the case list."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from services.intake import api
+from services.intake.decide import CancelCase, RateCase, RepeatAlarm, ReportCase, decide
+from shared.access import can_read_case, sees_personal_data
+from shared.auth import Principal, Role, forbidden, principal_of
+from shared.bus import Delivered
+from shared.case import Case, Refused, replay
+from shared.events import Attachment, Device, Location
+from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
+from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.pii import Reporter, Vault, masked
+from shared.service import CLOCK, POOL, STORE
+
+log = structlog.get_logger()
+VAULT = web.AppKey("vault", Vault)
+CONSUMER = "intake"
+_encoder = msgspec.json.Encoder()
+_STREET_OF_GRID_SEPARATOR = "-"
+
+
+class _KeyTaken(Exception):
+    """Another request with the same Idempotency-Key committed first."""
+
+
+def not_found() -> ProblemError:
+    return ProblemError(404, "Not found", "no such case", kind="not-found")
+
+
+def conflict(reason: str) -> ProblemError:
+    return ProblemError(409, "Conflict", reason, kind="conflict")
+
+
+def metadata_for(principal: Principal, correlation_id: UUID | None = None) -> Metadata:
+    return Metadata(correlation_id=correlation_id or uuid4(), actor=principal.actor)
+
+
+# --- POST /v1/reports -----------------------------------------------------------------
+
+
+async def post_report(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    key = request.headers.get("Idempotency-Key", "").strip().strip('"')
+    if len(key) > 255:
+        raise ProblemError(400, "Invalid Idempotency-Key", "at most 255 characters", kind="idempotency-key")
+    body = await request.read()
+    fingerprint = hashlib.sha256(request.method.encode() + request.path.encode() + body).digest()
+    if key and (stored := await _stored_answer(request, principal.sub, key, fingerprint)):
+        return stored
+    report = await decode_body(request, api.ReportIn)
+    _check_report(report)
+
+    sealed = None
+    if report.reporter and (report.reporter.name or report.reporter.phone):
+        async with request.app[POOL].acquire() as conn:  # its own transaction: keys are created first
+            sealed = await request.app[VAULT].seal(
+                conn, Reporter(name=report.reporter.name, phone=report.reporter.phone)
+            )
+    command = ReportCase(
+        case_id=uuid4(),
+        source=report.source,
+        category=report.category,
+        description=report.description,
+        location=Location(
+            grid=report.location.grid,
+            street=_street_of(report.location.grid),
+            lat=report.location.lat,
+            lon=report.location.lon,
+            address=report.location.address,
+        ),
+        reported_at=request.app[CLOCK](),
+        created_by=principal.sub,
+        occurred_at=report.occurred_at,
+        reporter=sealed,
+        attachments=tuple(Attachment(url=a.url, sha256=a.sha256, media_type=a.media_type) for a in report.attachments),
+        device=Device(id=report.device.id, alarm=report.device.alarm) if report.device else None,
+    )
+    for _ in range(8):
+        try:
+            status, accepted = await _record_report(request, principal, command, key, fingerprint)
+            break
+        except (ConcurrencyError, _KeyTaken):
+            if key and (stored := await _stored_answer(request, principal.sub, key, fingerprint)):
+                return stored
+    else:
+        raise ProblemError(503, "Busy", "the case is changing fast; retry", headers={"Retry-After": "1"})
+    log.info("report_recorded", case_id=str(accepted.case_id), merged=accepted.merged, category=command.category)
+    return json_response(accepted, status=status, headers={"Location": f"/v1/cases/{accepted.case_id}"})
+
+
+def _check_report(report: api.ReportIn) -> None:
+    location = report.location
+    if location.grid is None and (location.lat is None or location.lon is None):
+        raise ProblemError(
+            422,
+            "Invalid request body",
+            "a location needs a grid, or both lat and lon",
+            errors=[{"pointer": "/location", "message": "a grid, or both lat and lon, is required"}],
+            kind="invalid-body",
+        )
+    if report.source == "sensor" and report.device is None:
+        raise ProblemError(
+            422,
+            "Invalid request body",
+            "a sensor report names its device",
+            errors=[{"pointer": "/device", "message": "required when source is sensor"}],
+            kind="invalid-body",
+        )
+
+
+def _street_of(grid: str | None) -> str | None:
+    # Grid codes start with their street's code (wenfeng-tianehu-01): a convention of the area data.
+    return grid.split(_STREET_OF_GRID_SEPARATOR, 1)[0] if grid else None
+
+
+async def _record_report(
+    request: web.Request, principal: Principal, command: ReportCase, key: str, fingerprint: bytes
+) -> tuple[int, api.ReportAccepted]:
+    store = request.app[STORE]
+    metadata = metadata_for(principal)
+    async with store.transaction() as tx:
+        device_key = f"{command.device.id}\x1f{command.device.alarm}" if command.device else None
+        accepted: api.ReportAccepted | None = None
+        status = 201
+        if device_key:
+            open_case = await tx.conn.fetchval("SELECT case_id FROM open_alarms WHERE device_key = $1", device_key)
+            if open_case is not None:
+                accepted = await _merge_alarm(tx, open_case, command, metadata)
+                status = 202
+        if accepted is None:
+            events = decide(Case(), command)
+            result = await tx.append(case_stream(command.case_id), events, expected_version=0, metadata=metadata)
+            if device_key:
+                await tx.conn.execute("DELETE FROM open_alarms WHERE device_key = $1", device_key)
+                inserted = await tx.conn.fetchval(
+                    "INSERT INTO open_alarms VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+                    device_key,
+                    command.case_id,
+                )
+                if not inserted:
+                    raise ConcurrencyError("another alarm of this device opened a case first")
+            accepted = api.ReportAccepted(case_id=command.case_id, status="reported", version=result.version)
+        if key:
+            stored = await tx.conn.fetchval(
+                """INSERT INTO idempotency_keys (caller, key, fingerprint, status, body)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+                principal.sub,
+                key,
+                fingerprint,
+                status,
+                _encoder.encode(accepted),
+            )
+            if not stored:
+                raise _KeyTaken
+    return status, accepted
+
+
+async def _merge_alarm(
+    tx: Transaction, case_id: UUID, command: ReportCase, metadata: Metadata
+) -> api.ReportAccepted | None:
+    case, version = await tx.load(case_id)
+    try:
+        events = decide(case, RepeatAlarm(case_id=case_id, occurred_at=command.occurred_at or command.reported_at))
+    except Refused:
+        return None  # that case has ended: this alarm opens a new one
+    result = await tx.append(case_stream(case_id), events, expected_version=version, metadata=metadata)
+    count = case.repeat_count + 1
+    return api.ReportAccepted(
+        case_id=case_id, status=str(case.status), version=result.version, merged=True, repeat_count=count
+    )
+
+
+async def _stored_answer(request: web.Request, caller: str, key: str, fingerprint: bytes) -> web.Response | None:
+    row = await request.app[POOL].fetchrow(
+        "SELECT fingerprint, status, body FROM idempotency_keys WHERE caller = $1 AND key = $2", caller, key
+    )
+    if row is None:
+        return None
+    if bytes(row["fingerprint"]) != fingerprint:
+        raise ProblemError(
+            422,
+            "Idempotency-Key reused",
+            "this Idempotency-Key was used with another request body",
+            kind="idempotency-key-reused",
+        )
+    accepted = msgspec.json.decode(bytes(row["body"]), type=api.ReportAccepted)
+    return json_response(
+        accepted,
+        status=row["status"],
+        headers={"Location": f"/v1/cases/{accepted.case_id}", "Idempotent-Replayed": "true"},
+    )
+
+
+# --- reading cases --------------------------------------------------------------------
+
+
+async def _readable_case(request: web.Request, to_version: int | None = None, until: datetime | None = None) -> Any:
+    principal = principal_of(request)
+    case_id = uuid_param(request)
+    rows = await request.app[STORE].read_stream(case_stream(case_id), to_version=to_version, until=until)
+    if not rows:
+        raise not_found()
+    case = replay(r.event() for r in rows)
+    # A case someone may not see is reported as absent, not as forbidden: no existence leak.
+    current = case if to_version is None and until is None else (await request.app[STORE].load(case_id))[0]
+    if not can_read_case(principal, current):
+        raise not_found()
+    return principal, case, rows
+
+
+async def get_case(request: web.Request) -> web.Response:
+    query = parse_query(request, api.CaseQuery)
+    principal, case, rows = await _readable_case(request, to_version=query.version, until=query.as_of)
+    reporter, erased = await _reporter_view(request, principal, case)
+    return json_response(api.case_out(case, rows[-1].version, reporter, erased))
+
+
+async def _reporter_view(request: web.Request, principal: Principal, case: Case) -> tuple[Reporter | None, bool]:
+    if case.reporter is None:
+        return None, False
+    async with request.app[POOL].acquire() as conn:
+        plain = await request.app[VAULT].unseal(conn, case.reporter)
+    if plain is None:
+        return None, True
+    return (plain if sees_personal_data(principal, case) else masked(plain)), False
+
+
+async def get_history(request: web.Request) -> web.Response:
+    _, _, rows = await _readable_case(request)
+    entries = [
+        api.HistoryEntry(
+            position=r.position,
+            version=r.version,
+            type=r.type,
+            event_id=r.event_id,
+            recorded_at=r.recorded_at,
+            actor=r.metadata.actor,
+            correlation_id=r.metadata.correlation_id,
+            causation_id=r.metadata.causation_id,
+            data=_public_data(r.data),
+            hash=r.hash.hex(),
+        )
+        for r in rows
+    ]
+    return json_response(api.History(case_id=uuid_param(request), version=rows[-1].version, events=entries))
+
+
+def _public_data(data: str) -> dict[str, Any]:
+    decoded: dict[str, Any] = msgspec.json.decode(data)
+    if isinstance(decoded.get("reporter"), dict):
+        decoded["reporter"] = {"ref": decoded["reporter"].get("ref"), "sealed": True}
+    return decoded
+
+
+async def list_cases(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    query = parse_query(request, api.CasesQuery)
+    clauses, args = ["true"], []
+
+    def add(clause: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(clause.format(f"${len(args)}"))
+
+    if query.status:
+        add("status = {}", query.status)
+    if query.grid:
+        add("grid = {}", query.grid)
+    if query.category:
+        add("category = {}", query.category)
+    if principal.role is Role.REPORTER_BACKEND:
+        add("created_by = {}", principal.sub)
+    elif principal.role is Role.GRID_WORKER:
+        add("grid = ANY({})", list(principal.grids))
+    elif principal.role is Role.HANDLER:
+        add("{} = ANY(departments)", principal.department)
+    if query.cursor:
+        at, after_id = _decode_cursor(query.cursor)
+        args.extend([at, after_id])
+        clauses.append(f"(reported_at, case_id) < (${len(args) - 1}, ${len(args)})")
+    args.append(query.page_size + 1)
+    rows = await request.app[POOL].fetch(
+        f"""SELECT * FROM case_view WHERE {" AND ".join(clauses)}
+            ORDER BY reported_at DESC, case_id DESC LIMIT ${len(args)}""",
+        *args,
+    )
+    items = [_summary(r) for r in rows[: query.page_size]]
+    next_cursor = _encode_cursor(items[-1]) if len(rows) > query.page_size else None
+    return json_response(api.CasePage(items=items, next_cursor=next_cursor))
+
+
+def _summary(row: Any) -> api.CaseSummary:
+    return api.CaseSummary(
+        id=row["case_id"],
+        version=row["version"],
+        status=row["status"],
+        source=row["source"],
+        category=row["category"],
+        grid=row["grid"],
+        street=row["street"],
+        departments=list(row["departments"]),
+        round=row["round"],
+        repeat_count=row["repeat_count"],
+        reported_at=row["reported_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _encode_cursor(item: api.CaseSummary) -> str:
+    return base64.urlsafe_b64encode(f"{item.reported_at.isoformat()}|{item.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        at, _, case_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), UUID(case_id)
+    except ValueError:
+        raise ProblemError(400, "Invalid cursor", "use next_cursor from a previous page", kind="cursor") from None
+
+
+# --- commands on a case ---------------------------------------------------------------
+
+
+async def cancel_case(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    body = await decode_body(request, api.CancelIn)
+    return await _command(
+        request, principal, lambda case_id: CancelCase(case_id=case_id, reason=body.reason, by=principal.actor)
+    )
+
+
+async def rate_case(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    body = await decode_body(request, api.RatingIn)
+    return await _command(
+        request, principal, lambda case_id: RateCase(case_id=case_id, score=body.score, comment=body.comment)
+    )
+
+
+async def _command(request: web.Request, principal: Principal, make: Any) -> web.Response:
+    case_id = uuid_param(request)
+    store = request.app[STORE]
+    for _ in range(5):
+        case, version = await store.load(case_id)
+        if not case.exists or not can_read_case(principal, case):
+            raise not_found()
+        if principal.role is Role.REPORTER_BACKEND and case.created_by != principal.sub:
+            raise forbidden("only the backend that reported a case may do this")
+        try:
+            events = decide(case, make(case_id))
+        except Refused as exc:
+            raise conflict(exc.reason) from None
+        try:
+            result = await store.append(
+                case_stream(case_id), events, expected_version=version, metadata=metadata_for(principal)
+            )
+        except ConcurrencyError:
+            continue
+        return json_response({"case_id": str(case_id), "version": result.version, "changed": bool(events)})
+    raise ProblemError(503, "Busy", "the case is changing fast; retry", headers={"Retry-After": "1"})
+
+
+# --- the case list, kept from the log ---------------------------------------------------
+
+
+async def on_case_event(tx: Transaction, msg: Delivered) -> None:
+    """Any event of a case: fold the case from the log and write its row (order-independent)."""
+    case, version = await tx.load(msg.case_id)
+    if not case.exists:
+        return
+    await project_case(tx.conn, case, version, msg.recorded_at)
+
+
+async def project_case(conn: Any, case: Case, version: int, at: datetime) -> None:
+    assert case.id is not None and case.reported_at is not None
+    await conn.execute(
+        """INSERT INTO case_view (case_id, version, status, source, category, grid, street, created_by,
+                                  departments, round, repeat_count, reported_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+           ON CONFLICT (case_id) DO UPDATE SET
+               version = excluded.version, status = excluded.status, departments = excluded.departments,
+               round = excluded.round, repeat_count = excluded.repeat_count, updated_at = excluded.updated_at
+           WHERE case_view.version < excluded.version""",
+        case.id,
+        version,
+        str(case.status),
+        str(case.source),
+        case.category,
+        case.location.grid,
+        case.location.street,
+        case.created_by,
+        list(case.departments),
+        case.round,
+        case.repeat_count,
+        case.reported_at,
+        at,
+    )
+    if case.is_terminal and case.device is not None:
+        await conn.execute("DELETE FROM open_alarms WHERE case_id = $1", case.id)

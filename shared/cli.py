@@ -1,0 +1,111 @@
+"""The `caseloop` command: bring the stack up, mint tokens, migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.auth import Role, issue_token
+from shared.stack import SERVICES, Stack, load_secrets
+
+app = typer.Typer(help="caseloop: closed-loop case management for a city's command centre.", no_args_is_help=True)
+console = Console()
+ROOT = Path(os.environ.get("CASELOOP_HOME", ".caseloop"))
+
+
+@app.command()
+def up(
+    root: Annotated[Path, typer.Option(help="where servers keep their data, logs and dev secrets")] = ROOT,
+    nats_port: Annotated[int, typer.Option(help="embedded nats-server port")] = 4222,
+    pg_port: Annotated[int, typer.Option(help="embedded PostgreSQL port")] = 54329,
+) -> None:
+    """Start NATS and PostgreSQL (unless NATS_URL / DATABASE_URL are set) and every service."""
+    stack = Stack(root, nats_port=nats_port, pg_port=pg_port)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with console.status("starting servers and migrating…"):
+            env = stack.start_infrastructure()
+        with console.status("starting services…"):
+            stack.start_services()
+        table = Table(title="caseloop is up")
+        table.add_column("part")
+        table.add_column("where")
+        table.add_row("nats", env["NATS_URL"])
+        table.add_row("postgres", _redact(env["DATABASE_URL"]))
+        for name in SERVICES:
+            table.add_row(name, stack.process(name).url)
+        table.add_row("logs", str(root / "logs"))
+        console.print(table)
+        console.print("Tokens: [bold]caseloop token --role dispatcher[/]. Ctrl-C stops everything.")
+        while not stopping.wait(1.0):
+            for name, process in stack.processes.items():
+                if process.proc is not None and process.proc.poll() is not None:
+                    console.print(f"[yellow]{name} exited ({process.proc.returncode}); restarting[/]")
+                    process.start()
+    finally:
+        with console.status("stopping…"):
+            stack.stop()
+        console.print("stopped.")
+
+
+def _redact(url: str) -> str:
+    head, _, tail = url.rpartition("@")
+    return f"{head.split(':')[0]}://***@{tail}" if head else url
+
+
+@app.command()
+def token(
+    role: Annotated[Role, typer.Option(help="the caller's role")],
+    sub: Annotated[str, typer.Option(help="the caller's id")] = "",
+    department: Annotated[str | None, typer.Option(help="a handler's department")] = None,
+    grids: Annotated[str, typer.Option(help="a grid worker's grids, comma-separated")] = "",
+    hours: Annotated[int, typer.Option(help="validity")] = 12,
+    root: Annotated[Path, typer.Option()] = ROOT,
+) -> None:
+    """Print a bearer token valid for the running configuration."""
+    secret = os.environ.get("JWT_SECRET") or load_secrets(root).jwt_secret
+    grid_list = tuple(g.strip() for g in grids.split(",") if g.strip())
+    try:
+        minted = issue_token(
+            secret,
+            sub=sub or f"{role}-cli",
+            role=role,
+            department=department,
+            grids=grid_list,
+            issuer=os.environ.get("JWT_ISSUER", "caseloop"),
+            audience=os.environ.get("JWT_AUDIENCE", "caseloop"),
+            ttl_seconds=hours * 3600,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(minted)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending migrations to ADMIN_DATABASE_URL (or DATABASE_URL)."""
+    from shared.db import run_migrations
+
+    url = os.environ.get("ADMIN_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        raise typer.BadParameter("set DATABASE_URL (and ADMIN_DATABASE_URL for the owner role)")
+    applied = asyncio.run(run_migrations(url))
+    console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+
+
+def main() -> None:
+    app()

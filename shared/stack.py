@@ -1,0 +1,201 @@
+"""The whole system on one machine: servers, migrations, and every service as its own process.
+
+`caseloop up` runs this; the end-to-end tests run the very same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import msgspec
+
+from shared.db import AUDITOR_ROLE, SERVICE_ROLE, bootstrap, run_migrations, with_credentials
+from shared.pii import new_key
+from shared.servers import NatsServer, Postgres
+
+# Start order; stopped in reverse. The relay first so that nothing waits on it.
+SERVICES = ("relay", "intake", "routing", "handling", "verification")
+DEFAULT_PORTS = {"intake": 8080, "routing": 8081, "handling": 8082, "verification": 8083, "relay": 8089}
+DATABASE = "caseloop"
+
+
+class Secrets(msgspec.Struct, frozen=True, kw_only=True):
+    jwt_secret: str
+    pii_key: str
+    blind_index_key: str
+    service_password: str
+    auditor_password: str
+
+
+def load_secrets(root: Path) -> Secrets:
+    """Development secrets, generated on first run and kept (0600) under the stack's folder."""
+    path = root / "secrets.json"
+    if path.exists():
+        return msgspec.json.decode(path.read_bytes(), type=Secrets)
+    import secrets as token
+
+    made = Secrets(
+        jwt_secret=token.token_urlsafe(32),
+        pii_key=new_key(),
+        blind_index_key=new_key(),
+        service_password=token.token_urlsafe(24),
+        auditor_password=token.token_urlsafe(24),
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgspec.json.encode(made))
+    path.chmod(0o600)
+    return made
+
+
+class Process:
+    def __init__(self, name: str, port: int, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.port = port
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+
+class Stack:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        env: dict[str, str] | None = None,
+        ports: dict[str, int] | None = None,
+        nats_port: int = 4222,
+        pg_port: int = 54329,
+        database: str = DATABASE,
+    ) -> None:
+        self.root = Path(root)
+        self.base_env = dict(os.environ if env is None else env)
+        self.ports = {**DEFAULT_PORTS, **(ports or {})}
+        self.nats_port = nats_port
+        self.pg_port = pg_port
+        self.database = database
+        self.nats: NatsServer | None = None
+        self.postgres: Postgres | None = None
+        self.processes: dict[str, Process] = {}
+        self.env: dict[str, str] = {}
+
+    def start_infrastructure(self) -> dict[str, str]:
+        """Servers (unless NATS_URL / DATABASE_URL point elsewhere), roles, migrations."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        secrets = load_secrets(self.root)
+        env = dict(self.base_env)
+        if not env.get("NATS_URL"):
+            self.nats = NatsServer(self.root / "nats", self.nats_port).start()
+            env["NATS_URL"] = self.nats.url
+        if not env.get("DATABASE_URL"):
+            self.postgres = Postgres(self.root / "postgres", self.pg_port).start()
+            admin = self.postgres.url(self.database)
+            asyncio.run(
+                bootstrap(
+                    admin,
+                    self.database,
+                    {SERVICE_ROLE: secrets.service_password, AUDITOR_ROLE: secrets.auditor_password},
+                )
+            )
+            env["ADMIN_DATABASE_URL"] = admin
+            env["DATABASE_URL"] = with_credentials(admin, SERVICE_ROLE, secrets.service_password)
+        else:
+            asyncio.run(run_migrations(env.get("ADMIN_DATABASE_URL") or env["DATABASE_URL"]))
+        env.setdefault("JWT_SECRET", secrets.jwt_secret)
+        env.setdefault("PII_KEY", secrets.pii_key)
+        env.setdefault("BLIND_INDEX_KEY", secrets.blind_index_key)
+        self.env = env
+        (self.root / "stack.json").write_text(
+            json.dumps({"nats_url": env["NATS_URL"], "ports": self.ports, "pid": os.getpid()})
+        )
+        return env
+
+    def process(self, name: str) -> Process:
+        if name not in self.processes:
+            env = {**self.env, "HTTP_PORT": str(self.ports[name])}
+            self.processes[name] = Process(name, self.ports[name], env, self.root / "logs" / f"{name}.log")
+        return self.processes[name]
+
+    def start_services(self, names: tuple[str, ...] = SERVICES, timeout: float = 60.0) -> None:
+        for name in names:
+            self.process(name).start()
+        self.wait_ready(names, timeout)
+
+    def wait_ready(self, names: tuple[str, ...] = SERVICES, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = list(names)
+        while waiting:
+            for name in list(waiting):
+                proc = self.process(name).proc
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.process(name).log_path}")
+                if self.process(name).ready():
+                    waiting.remove(name)
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout}s: {', '.join(waiting)}")
+            time.sleep(0.1)
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        self.process(name).start()
+        self.wait_ready((name,), timeout)
+
+    def stop(self) -> None:
+        """Services in reverse start order, then NATS, then PostgreSQL."""
+        for name in reversed(list(self.processes)):
+            with contextlib.suppress(Exception):
+                self.processes[name].stop()
+        if self.nats is not None:
+            self.nats.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
