@@ -95,6 +95,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     result: str = ""
     evidence: tuple[Attachment, ...] = ()
     return_reason: str = ""
+    replaced_by: UUID | None = None  # the task that took over after a return or a reassignment
 
     @property
     def is_open(self) -> bool:
@@ -160,6 +161,17 @@ class Case(msgspec.Struct, frozen=True, kw_only=True):
 
     def open_tasks(self) -> tuple[Task, ...]:
         return tuple(t for t in self.tasks if t.is_open)
+
+    def unresolved_returns(self) -> tuple[Task, ...]:
+        """Tasks returned "not ours" that nobody has taken over yet: the round is not done."""
+        return tuple(
+            t for t in self.tasks if t.status is TaskStatus.RETURNED and t.replaced_by is None and not self.is_terminal
+        )
+
+    def round_complete(self) -> bool:
+        """Every department of the current round has completed and no return awaits re-dispatch ("6+X")."""
+        live = self.round_tasks()
+        return bool(live) and all(t.status is TaskStatus.COMPLETED for t in live) and not self.unresolved_returns()
 
 
 NO_CASE = Case()
@@ -232,11 +244,7 @@ def evolve(case: Case, event: CaseEvent) -> Case:
                 queued_reason="",
             )
         case TaskDispatched(task=assignment, replaces=replaced):
-            tasks = case.tasks
-            if replaced is not None:
-                tasks = tuple(
-                    replace(t, status=TaskStatus.REPLACED) if t.id == replaced and t.is_open else t for t in tasks
-                )
+            tasks = _take_over(case, replaced, assignment.task_id)
             tasks = (*tasks, _from_assignment(assignment, event.round))
             departments = case.departments
             if assignment.department not in departments:
@@ -293,6 +301,23 @@ def evolve(case: Case, event: CaseEvent) -> Case:
             return replace(case, status=Status.REOPENED, round=round_, departments=departments)
         case _:
             assert_never(event)
+
+
+def _take_over(case: Case, replaced: UUID | None, new_id: UUID) -> tuple[Task, ...]:
+    """A new task takes over from the one it replaces; a hand dispatch from the queue settles open returns."""
+    if replaced is not None:
+        return tuple(
+            replace(t, status=TaskStatus.REPLACED if t.is_open else t.status, replaced_by=new_id)
+            if t.id == replaced
+            else t
+            for t in case.tasks
+        )
+    if case.status is Status.AWAITING_DISPATCH:
+        return tuple(
+            replace(t, replaced_by=new_id) if t.status is TaskStatus.RETURNED and t.replaced_by is None else t
+            for t in case.tasks
+        )
+    return case.tasks
 
 
 def _withdraw(tasks: tuple[Task, ...]) -> tuple[Task, ...]:

@@ -1,0 +1,48 @@
+"""routing's composition root: policy data, routes, the access table, consumer and watcher."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from services.routing import handlers, views
+from services.routing.rules import load_calendar, load_policy
+from shared.auth import Role
+from shared.config import Settings
+from shared.service import SETTINGS, ServiceSpec, consumer_spec
+
+COMMAND_CENTRE = frozenset({Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR})
+ACCESS: dict[str, frozenset[Role]] = {
+    "get_queue": COMMAND_CENTRE,
+    "dispatch_case": frozenset({Role.DISPATCHER}),
+    "reassign_task": frozenset({Role.DISPATCHER, Role.SUPERVISOR}),
+    "reject_case": frozenset({Role.DISPATCHER}),
+    "merge_case": frozenset({Role.DISPATCHER}),
+}
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_get("/v1/dispatch/queue", views.get_queue, name="get_queue")
+    app.router.add_post("/v1/cases/{id}/dispatch", views.dispatch_case, name="dispatch_case")
+    app.router.add_post("/v1/tasks/{id}/reassign", views.reassign_task, name="reassign_task")
+    app.router.add_post("/v1/cases/{id}/reject", views.reject_case, name="reject_case")
+    app.router.add_post("/v1/cases/{id}/merge", views.merge_case, name="merge_case")
+    app.cleanup_ctx.insert(0, _policy)
+
+
+async def _policy(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[handlers.POLICY] = load_policy(settings.rules_path or None)
+    app[handlers.CALENDAR] = load_calendar(None)
+    yield
+
+
+def spec(settings: Settings) -> ServiceSpec:
+    return ServiceSpec(
+        name="routing",
+        access=ACCESS,
+        routes=routes,
+        consumers=[(consumer_spec(settings, handlers.CONSUMER, "*"), handlers.consumer)],
+        loops=[handlers.deadline_watcher],
+    )

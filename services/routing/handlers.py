@@ -1,0 +1,189 @@
+"""routing's consumer and deadline watcher: the I/O shell around decide()."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+import structlog
+from aiohttp import web
+
+from services.routing.decide import CheckDeadlines, Dispatch, Redispatch, decide, next_check
+from services.routing.planning import assignments, rule_for, tried_departments
+from services.routing.rules import Policy, WorkingCalendar
+from shared.bus import Delivered
+from shared.case import Case, Status, replay
+from shared.events import (
+    CaseEscalated,
+    CaseEvent,
+    CaseReopened,
+    CaseReported,
+    DeadlineWarned,
+    TaskOverdue,
+    TaskReturned,
+)
+from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
+from shared.service import CLOCK, STORE
+
+log = structlog.get_logger()
+CONSUMER = "routing"
+ACTOR = "service:routing"
+POLICY = web.AppKey("policy", Policy)
+CALENDAR = web.AppKey("calendar", WorkingCalendar)
+WARN_SHARE = 0.8
+
+
+def react(case: Case, msg: Delivered, policy: Policy, calendar: WorkingCalendar, now: datetime) -> list[CaseEvent]:
+    """What routing does about one event, given the case as the log has it now."""
+    event = msg.event
+
+    def task_id(department: str) -> UUID:
+        return uuid5(msg.event_id, f"task:{department}")
+
+    match event:
+        case CaseReported() if case.status is Status.REPORTED:
+            rule = rule_for(policy, case)
+            tasks = assignments(policy, calendar, rule, rule.departments, now, task_id, WARN_SHARE) if rule else ()
+            reason = f"no rule for category {case.category!r} here"
+            return decide(case, _dispatch(case, tasks, policy, rule.priority if rule else "normal", reason))
+        case CaseReopened(round=round_) if case.status is Status.REOPENED and round_ == case.round:
+            rule = rule_for(policy, case)
+            tasks = assignments(policy, calendar, rule, case.departments, now, task_id, WARN_SHARE)
+            return decide(case, _dispatch(case, tasks, policy, case.priority or "normal", "reopened"))
+        case TaskReturned(task_id=returned):
+            street = case.location.street or policy.street_of(case.location.grid)
+            department = policy.next_department(case.category, street, tried_departments(case))
+            assignment = None
+            if department is not None:
+                rule = rule_for(policy, case)
+                [assignment] = assignments(policy, calendar, rule, [department], now, task_id, WARN_SHARE)
+            return decide(case, Redispatch(case_id=event.case_id, returned_task=returned, assignment=assignment))
+        case _:
+            return []
+
+
+def _dispatch(case: Case, tasks: Any, policy: Policy, priority: str, reason: str) -> Dispatch:
+    assert case.id is not None
+    return Dispatch(
+        case_id=case.id,
+        tasks=tasks,
+        priority=priority,
+        policy_version=policy.version,
+        by="rules",
+        reason_if_none=reason,
+    )
+
+
+def consumer(app: web.Application) -> Any:
+    policy, calendar, clock = app[POLICY], app[CALENDAR], app[CLOCK]
+
+    async def on_case_event(tx: Transaction, msg: Delivered) -> None:
+        case, version = await tx.load(msg.case_id)
+        if not case.exists:
+            return
+        events = react(case, msg, policy, calendar, clock())
+        if events:
+            ids = [uuid5(msg.event_id, f"routing:{i}") for i in range(len(events))]
+            meta = Metadata(correlation_id=msg.metadata.correlation_id, causation_id=msg.event_id, actor=ACTOR)
+            result = await tx.append(
+                case_stream(msg.case_id), events, expected_version=version, metadata=meta, event_ids=ids
+            )
+            case, version = replay(events, case), result.version
+            log.info("routing_decided", events=[type(e).__name__ for e in events], version=version)
+        await project(tx.conn, case, version, msg.recorded_at)
+
+    return on_case_event
+
+
+async def project(conn: Any, case: Case, version: int, at: datetime) -> None:
+    """routing's views of one case: its tasks with their next deadline check, and the queue."""
+    assert case.id is not None
+    check = None if case.is_terminal else next_check(case)
+    for task in case.tasks:
+        await conn.execute(
+            """INSERT INTO routing_tasks (task_id, case_id, department, status, case_version, next_check)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (task_id) DO UPDATE SET department = excluded.department, status = excluded.status,
+                   case_version = excluded.case_version, next_check = excluded.next_check
+               WHERE routing_tasks.case_version < excluded.case_version""",
+            task.id,
+            case.id,
+            task.department,
+            str(task.status),
+            version,
+            check,
+        )
+    if case.status is Status.AWAITING_DISPATCH:
+        await conn.execute(
+            """INSERT INTO dispatch_queue (case_id, category, grid, street, reason, queued_at, case_version)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (case_id) DO UPDATE SET reason = excluded.reason, case_version = excluded.case_version
+               WHERE dispatch_queue.case_version < excluded.case_version""",
+            case.id,
+            case.category,
+            case.location.grid,
+            case.location.street,
+            case.queued_reason,
+            at,
+            version,
+        )
+    else:
+        await conn.execute("DELETE FROM dispatch_queue WHERE case_id = $1 AND case_version < $2", case.id, version)
+
+
+def _deadline_event_id(event: CaseEvent) -> UUID:
+    # One id per task, kind and step: however often or wherever the watcher runs, once.
+    assert isinstance(event, DeadlineWarned | TaskOverdue | CaseEscalated)
+    return uuid5(event.task_id, f"{type(event).__name__}:{event.kind}")
+
+
+async def check_case_deadlines(app: web.Application, case_id: UUID) -> list[CaseEvent]:
+    store, now = app[STORE], app[CLOCK]()
+    for _ in range(5):
+        try:
+            async with store.transaction() as tx:
+                case, version = await tx.load(case_id)
+                events = decide(case, CheckDeadlines(case_id=case_id, now=now)) if case.exists else []
+                if events:
+                    meta = Metadata(correlation_id=case_id, actor=ACTOR)
+                    result = await tx.append(
+                        case_stream(case_id),
+                        events,
+                        expected_version=version,
+                        metadata=meta,
+                        event_ids=[_deadline_event_id(e) for e in events],
+                    )
+                    case, version = replay(events, case), result.version
+                if case.exists:
+                    await project(tx.conn, case, version, now)
+            for event in events:
+                log.info(
+                    "deadline_fired",
+                    case_id=str(case_id),
+                    step=type(event).__name__,
+                    task_id=str(getattr(event, "task_id", "")),
+                    kind=getattr(event, "kind", ""),
+                )
+            return events
+        except ConcurrencyError:
+            continue
+    return []
+
+
+async def deadline_watcher(app: web.Application, stop: asyncio.Event) -> None:
+    """Fires warnings, overdues and escalations whose moment has come, also ones missed while down."""
+    interval = 1.0
+    from shared.service import POOL, SETTINGS
+
+    interval = app[SETTINGS].deadline_interval
+    while not stop.is_set():
+        now = app[CLOCK]()
+        due = await app[POOL].fetch("SELECT DISTINCT case_id FROM routing_tasks WHERE next_check <= $1 LIMIT 500", now)
+        for row in due:
+            await check_case_deadlines(app, row["case_id"])
+        if len(due) < 500:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)

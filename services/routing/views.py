@@ -1,0 +1,187 @@
+"""routing's HTTP views: the dispatcher's queue, dispatch by hand, reassign, reject, merge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID, uuid4
+
+import msgspec
+import structlog
+from aiohttp import web
+from msgspec import Meta
+
+from services.routing.decide import Command, Dispatch, MergeCase, Reassign, RejectCase, decide
+from services.routing.handlers import CALENDAR, POLICY, WARN_SHARE, project
+from services.routing.planning import assignments, rule_for
+from shared.auth import principal_of
+from shared.case import Case, Refused, replay
+from shared.eventstore import ConcurrencyError, Metadata, case_stream
+from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.service import CLOCK, POOL, STORE
+
+log = structlog.get_logger()
+Department = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class DispatchIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    departments: Annotated[tuple[Department, ...], Meta(min_length=1, max_length=12)]
+    priority: Annotated[str, Meta(pattern=r"^(urgent|high|normal|low)$")] | None = None
+
+
+class ReassignIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    department: Department
+
+
+class ReasonIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+class MergeIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    into: UUID
+
+
+class QueueQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    page_size: Annotated[int, Meta(ge=1, le=100)] = 50
+
+
+class QueuedCase(msgspec.Struct, frozen=True, kw_only=True):
+    case_id: UUID
+    category: str
+    grid: str | None
+    street: str | None
+    reason: str
+    queued_at: datetime
+
+
+def _unknown_departments(request: web.Request, departments: tuple[str, ...]) -> None:
+    known = request.app[POLICY].departments
+    unknown = [d for d in departments if d not in known]
+    if unknown:
+        raise ProblemError(
+            422,
+            "Invalid request body",
+            f"unknown department {unknown[0]!r}",
+            errors=[{"pointer": "/departments" if len(departments) > 1 else "/department", "message": "unknown"}],
+            kind="invalid-body",
+        )
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    query = parse_query(request, QueueQuery)
+    rows = await request.app[POOL].fetch(
+        "SELECT * FROM dispatch_queue ORDER BY queued_at, case_id LIMIT $1", query.page_size
+    )
+    items = [
+        QueuedCase(
+            case_id=r["case_id"],
+            category=r["category"],
+            grid=r["grid"],
+            street=r["street"],
+            reason=r["reason"],
+            queued_at=r["queued_at"],
+        )
+        for r in rows
+    ]
+    return json_response({"items": items})
+
+
+async def dispatch_case(request: web.Request) -> web.Response:
+    body = await decode_body(request, DispatchIn)
+    _unknown_departments(request, body.departments)
+    app = request.app
+
+    def command(case: Case) -> Command:
+        rule = rule_for(app[POLICY], case)
+        tasks = assignments(
+            app[POLICY], app[CALENDAR], rule, body.departments, app[CLOCK](), lambda _: uuid4(), WARN_SHARE
+        )
+        priority = body.priority or (rule.priority if rule else "normal")
+        assert case.id is not None
+        return Dispatch(
+            case_id=case.id,
+            tasks=tasks,
+            priority=priority,
+            policy_version=app[POLICY].version,
+            by=principal_of(request).actor,
+        )
+
+    return await _run(request, uuid_param(request), command, refuse_noop="the case is not waiting for dispatch")
+
+
+async def reassign_task(request: web.Request) -> web.Response:
+    body = await decode_body(request, ReassignIn)
+    _unknown_departments(request, (body.department,))
+    task_id = uuid_param(request)
+    case_id = await request.app[POOL].fetchval("SELECT case_id FROM routing_tasks WHERE task_id = $1", task_id)
+    if case_id is None:
+        raise ProblemError(404, "Not found", "no such task", kind="not-found")
+    app = request.app
+
+    def command(case: Case) -> Command:
+        rule = rule_for(app[POLICY], case)
+        [assignment] = assignments(
+            app[POLICY], app[CALENDAR], rule, [body.department], app[CLOCK](), lambda _: uuid4(), WARN_SHARE
+        )
+        return Reassign(case_id=case_id, task_id=task_id, assignment=assignment)
+
+    return await _run(request, case_id, command)
+
+
+async def reject_case(request: web.Request) -> web.Response:
+    body = await decode_body(request, ReasonIn)
+    case_id = uuid_param(request)
+    by = principal_of(request).actor
+    return await _run(request, case_id, lambda case: RejectCase(case_id=case_id, reason=body.reason, by=by))
+
+
+async def merge_case(request: web.Request) -> web.Response:
+    body = await decode_body(request, MergeIn)
+    case_id = uuid_param(request)
+    target, _ = await request.app[STORE].load(body.into)
+    if not target.exists:
+        raise ProblemError(
+            422,
+            "Invalid request body",
+            "no such case to merge into",
+            errors=[{"pointer": "/into", "message": "no such case"}],
+            kind="invalid-body",
+        )
+    by = principal_of(request).actor
+    return await _run(request, case_id, lambda case: MergeCase(case_id=case_id, into=body.into, by=by))
+
+
+async def _run(
+    request: web.Request, case_id: UUID, make: Callable[[Case], Command], refuse_noop: str = ""
+) -> web.Response:
+    store, principal = request.app[STORE], principal_of(request)
+    for _ in range(5):
+        try:
+            async with store.transaction() as tx:
+                case, version = await tx.load(case_id)
+                if not case.exists:
+                    raise ProblemError(404, "Not found", "no such case", kind="not-found")
+                try:
+                    events = decide(case, make(case))
+                except Refused as exc:
+                    raise ProblemError(409, "Conflict", exc.reason, kind="conflict") from None
+                if not events and refuse_noop:
+                    raise ProblemError(409, "Conflict", refuse_noop, kind="conflict")
+                meta = Metadata(correlation_id=uuid4(), actor=principal.actor)
+                result = await tx.append(case_stream(case_id), events, expected_version=version, metadata=meta)
+                case = replay(events, case)
+                await project(tx.conn, case, result.version, request.app[CLOCK]())
+        except ConcurrencyError:
+            continue
+        log.info("dispatcher_decided", case_id=str(case_id), events=[type(e).__name__ for e in events])
+        return json_response(
+            {
+                "case_id": str(case_id),
+                "version": result.version,
+                "status": str(case.status),
+                "changed": bool(events),
+                "tasks": [str(e.task.task_id) for e in events if hasattr(e, "task")],
+            }
+        )
+    raise ProblemError(503, "Busy", "the case is changing fast; retry", headers={"Retry-After": "1"})

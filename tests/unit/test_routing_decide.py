@@ -1,0 +1,192 @@
+"""routing's decide(): given events, when a command, then events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from services.routing.decide import (
+    CheckDeadlines,
+    Dispatch,
+    MergeCase,
+    Reassign,
+    Redispatch,
+    RejectCase,
+    decide,
+    next_check,
+)
+from shared.case import Refused, Status, replay
+from shared.events import (
+    CaseDispatched,
+    CaseEscalated,
+    CaseQueued,
+    CaseReopened,
+    DeadlineWarned,
+    TaskDispatched,
+    TaskOverdue,
+)
+from tests import examples as ex
+
+NEW_TASK = ex.assignment(ex.TASK_ID_2, "water")
+
+
+def dispatch(*tasks: object) -> Dispatch:
+    return Dispatch(case_id=ex.CASE_ID, tasks=tasks, priority="normal", policy_version="p1", by="rules")  # type: ignore[arg-type]
+
+
+def test_a_new_case_is_dispatched_to_every_department_of_its_rule() -> None:
+    case = replay([ex.case_reported()])
+    events = decide(case, dispatch(ex.assignment(), NEW_TASK))
+    assert events == [
+        CaseDispatched(
+            case_id=ex.CASE_ID,
+            round=1,
+            departments=("sanitation", "water"),
+            priority="normal",
+            policy_version="p1",
+            by="rules",
+        ),
+        TaskDispatched(case_id=ex.CASE_ID, round=1, task=ex.assignment()),
+        TaskDispatched(case_id=ex.CASE_ID, round=1, task=NEW_TASK),
+    ]
+    assert replay(events, case).status is Status.DISPATCHED
+
+
+def test_a_case_no_rule_matches_waits_in_the_queue() -> None:
+    events = decide(replay([ex.case_reported()]), dispatch())
+    assert events == [CaseQueued(case_id=ex.CASE_ID, reason="no routing rule matches")]
+
+
+def test_dispatching_a_dispatched_case_again_changes_nothing() -> None:
+    case = replay([ex.case_reported(), ex.case_dispatched(), ex.task_dispatched()])
+    assert decide(case, dispatch(ex.assignment())) == []
+
+
+def test_a_queued_case_is_dispatched_by_hand() -> None:
+    case = replay([ex.case_reported(), CaseQueued(case_id=ex.CASE_ID, reason="no rule")])
+    events = decide(case, dispatch(NEW_TASK))
+    assert [type(e) for e in events] == [CaseDispatched, TaskDispatched]
+    assert replay(events, case).status is Status.DISPATCHED
+
+
+def test_a_reopened_case_starts_its_new_round() -> None:
+    history = [*ex.until_verifying(), CaseReopened(case_id=ex.CASE_ID, round=2, departments=("sanitation",))]
+    events = decide(replay(history), dispatch(ex.assignment(ex.TASK_ID_2)))
+    assert events[0] == CaseDispatched(
+        case_id=ex.CASE_ID, round=2, departments=("sanitation",), priority="normal", policy_version="p1", by="rules"
+    )
+    assert replay(events, replay(history)).round_tasks()[0].id == ex.TASK_ID_2
+
+
+def test_a_returned_task_goes_to_the_next_department() -> None:
+    case = replay([ex.case_reported(), ex.case_dispatched(), ex.task_dispatched(), ex.task_returned()])
+    events = decide(case, Redispatch(case_id=ex.CASE_ID, returned_task=ex.TASK_ID, assignment=NEW_TASK))
+    assert events == [TaskDispatched(case_id=ex.CASE_ID, round=1, task=NEW_TASK, replaces=ex.TASK_ID)]
+    after = replay(events, case)
+    assert after.unresolved_returns() == () and after.task(ex.TASK_ID).replaced_by == ex.TASK_ID_2  # type: ignore[union-attr]
+
+
+def test_a_return_is_redispatched_only_once() -> None:
+    history = [ex.case_reported(), ex.case_dispatched(), ex.task_dispatched(), ex.task_returned()]
+    case = replay(history)
+    first = decide(case, Redispatch(case_id=ex.CASE_ID, returned_task=ex.TASK_ID, assignment=NEW_TASK))
+    again = decide(replay(first, case), Redispatch(case_id=ex.CASE_ID, returned_task=ex.TASK_ID, assignment=NEW_TASK))
+    assert again == []
+
+
+def test_with_no_department_left_a_return_goes_to_the_queue() -> None:
+    case = replay([ex.case_reported(), ex.case_dispatched(), ex.task_dispatched(), ex.task_returned()])
+    events = decide(case, Redispatch(case_id=ex.CASE_ID, returned_task=ex.TASK_ID, assignment=None))
+    assert events == [CaseQueued(case_id=ex.CASE_ID, reason="no other department to try")]
+
+
+def test_the_third_return_goes_to_the_queue() -> None:
+    from uuid import UUID
+
+    t2, t3 = UUID(int=2), UUID(int=3)
+    history = [
+        ex.case_reported(),
+        ex.case_dispatched(),
+        ex.task_dispatched(),
+        ex.task_returned(),
+        TaskDispatched(case_id=ex.CASE_ID, round=1, task=ex.assignment(t2, "water"), replaces=ex.TASK_ID),
+        ex.task_returned(t2, "water"),
+        TaskDispatched(case_id=ex.CASE_ID, round=1, task=ex.assignment(t3, "housing"), replaces=t2),
+        ex.task_returned(t3, "housing"),
+    ]
+    events = decide(replay(history), Redispatch(case_id=ex.CASE_ID, returned_task=t3, assignment=NEW_TASK))
+    assert events == [CaseQueued(case_id=ex.CASE_ID, reason="returned too often")]
+    queued = replay(events, replay(history))
+    hand = decide(queued, dispatch(ex.assignment(UUID(int=9), "police")))
+    assert [type(e) for e in hand] == [TaskDispatched]  # the same round goes on
+    assert replay(hand, queued).unresolved_returns() == ()
+
+
+def test_an_open_task_can_be_reassigned_but_not_a_completed_one() -> None:
+    case = replay([ex.case_reported(), ex.case_dispatched(), ex.task_dispatched()])
+    events = decide(case, Reassign(case_id=ex.CASE_ID, task_id=ex.TASK_ID, assignment=NEW_TASK))
+    assert events == [TaskDispatched(case_id=ex.CASE_ID, round=1, task=NEW_TASK, replaces=ex.TASK_ID)]
+    done = replay([ex.task_accepted(), ex.task_completed()], case)
+    with pytest.raises(Refused):
+        decide(done, Reassign(case_id=ex.CASE_ID, task_id=ex.TASK_ID, assignment=NEW_TASK))
+
+
+def test_no_deadline_event_before_the_warning_moment() -> None:
+    case = replay([ex.case_reported(), ex.case_dispatched(), ex.task_dispatched()])
+    task = case.tasks[0]
+    assert decide(case, CheckDeadlines(case_id=ex.CASE_ID, now=task.accept_warn_at - timedelta(seconds=1))) == []
+
+
+def test_warning_then_overdue_then_escalation_each_once() -> None:
+    case = replay([ex.case_reported(), ex.case_dispatched(), ex.task_dispatched()])
+    task = case.tasks[0]
+    warned = decide(case, CheckDeadlines(case_id=ex.CASE_ID, now=task.accept_warn_at))
+    assert warned == [
+        DeadlineWarned(
+            case_id=ex.CASE_ID, task_id=ex.TASK_ID, department="sanitation", kind="accept", due_at=task.accept_by
+        )
+    ]
+    case = replay(warned, case)
+    assert decide(case, CheckDeadlines(case_id=ex.CASE_ID, now=task.accept_warn_at)) == []
+    late = decide(case, CheckDeadlines(case_id=ex.CASE_ID, now=task.accept_by))
+    assert [type(e) for e in late] == [TaskOverdue, CaseEscalated]
+    case = replay(late, case)
+    assert decide(case, CheckDeadlines(case_id=ex.CASE_ID, now=task.accept_by + timedelta(minutes=5))) == []
+    assert case.escalations == 1
+
+
+def test_a_deadline_missed_while_down_still_warns_first_and_only_once() -> None:
+    case = replay([ex.case_reported(), ex.case_dispatched(), ex.task_dispatched(), ex.task_accepted()])
+    task = case.tasks[0]
+    events = decide(case, CheckDeadlines(case_id=ex.CASE_ID, now=task.complete_by + timedelta(days=3)))
+    assert [(type(e).__name__, getattr(e, "kind", "")) for e in events] == [
+        ("DeadlineWarned", "complete"),
+        ("TaskOverdue", "complete"),
+        ("CaseEscalated", "complete"),
+    ]
+    assert (
+        decide(replay(events, case), CheckDeadlines(case_id=ex.CASE_ID, now=task.complete_by + timedelta(days=4))) == []
+    )
+    assert next_check(replay(events, case)) is None
+
+
+def test_an_accepted_task_has_no_accept_deadline() -> None:
+    case = replay([ex.case_reported(), ex.case_dispatched(), ex.task_dispatched(), ex.task_accepted()])
+    task = case.tasks[0]
+    assert decide(case, CheckDeadlines(case_id=ex.CASE_ID, now=task.accept_by)) == []
+    assert next_check(case) == task.complete_warn_at
+
+
+def test_a_case_can_be_rejected_before_handling_but_not_after_closing() -> None:
+    reported = replay([ex.case_reported()])
+    assert [type(e).__name__ for e in decide(reported, RejectCase(case_id=ex.CASE_ID, reason="重复", by="d"))] == [
+        "CaseRejected"
+    ]
+    with pytest.raises(Refused):
+        decide(replay(ex.until_verifying()), RejectCase(case_id=ex.CASE_ID, reason="x", by="d"))
+
+
+def test_a_case_cannot_be_merged_into_itself() -> None:
+    with pytest.raises(Refused):
+        decide(replay([ex.case_reported()]), MergeCase(case_id=ex.CASE_ID, into=ex.CASE_ID, by="d"))
