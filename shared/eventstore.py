@@ -359,7 +359,7 @@ class EventStore:
                 f"""SELECT {_COLUMNS} FROM events
                     WHERE (tx, position) > ($1::text::xid8, $2::bigint)
                       AND tx < pg_snapshot_xmin(pg_current_snapshot())
-                    ORDER BY tx, position
+                    ORDER BY events.tx, events.position  -- qualified: a bare name would sort by the cast alias
                     LIMIT $3""",
                 str(after.tx),
                 after.position,
@@ -373,6 +373,6 @@ class EventStore:
             row = await conn.fetchrow(
                 """SELECT tx::text::bigint AS tx, position FROM events
                    WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
-                   ORDER BY tx DESC, position DESC LIMIT 1"""
+                   ORDER BY events.tx DESC, events.position DESC LIMIT 1"""
             )
         return Checkpoint(row["tx"], row["position"]) if row else Checkpoint()
