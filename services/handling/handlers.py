@@ -1,0 +1,258 @@
+"""handling's I/O shell: the task views and commands, and the consumer that keeps task_view."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import structlog
+from aiohttp import web
+
+from services.handling import api
+from services.handling.decide import AcceptTask, Command, CompleteTask, NoteTask, ReturnTask, decide
+from shared.access import can_act_for_department
+from shared.auth import Principal, Role, forbidden, principal_of
+from shared.bus import Delivered
+from shared.case import Case, Refused, replay
+from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
+from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.service import POOL, STORE
+
+log = structlog.get_logger()
+CONSUMER = "handling"
+T = TypeVar("T")
+_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]+)`$")
+
+
+def not_found() -> ProblemError:
+    return ProblemError(404, "Not found", "no such task", kind="not-found")
+
+
+def conflict(reason: str) -> ProblemError:
+    return ProblemError(409, "Conflict", reason, kind="conflict")
+
+
+def check_department(principal: Principal, department: str) -> None:
+    # Staff who read every task pass; a handler sees and acts on its own department's tasks only.
+    if principal.role is not Role.HANDLER or can_act_for_department(principal, department):
+        return
+    raise forbidden("this task belongs to another department")
+
+
+async def _body(request: web.Request, kind: type[T]) -> T:
+    """decode_body, with a missing or unknown field named in the pointer (msgspec's path ends at its object)."""
+    try:
+        return await decode_body(request, kind)
+    except ProblemError as exc:
+        for error in exc.errors:
+            field = _FIELD.match(error.get("message", ""))
+            if field and "pointer" in error:
+                error["pointer"] = f"{error['pointer'].rstrip('/')}/{field.group('field')}"
+        raise
+
+
+async def _case_of_task(request: web.Request, task_id: UUID) -> UUID:
+    case_id: UUID | None = await request.app[POOL].fetchval("SELECT case_id FROM task_view WHERE task_id = $1", task_id)
+    if case_id is None:
+        raise not_found()
+    return case_id
+
+
+# --- reading tasks --------------------------------------------------------------------
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task_id = uuid_param(request)
+    case_id = await _case_of_task(request, task_id)
+    case, version = await request.app[STORE].load(case_id)
+    task = case.task(task_id)
+    if task is None:
+        raise not_found()
+    check_department(principal_of(request), task.department)
+    return json_response(api.task_out(case, task, version))
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    query = parse_query(request, api.TasksQuery)
+    department = query.department
+    if principal.role is Role.HANDLER:
+        if department is not None and department != principal.department:
+            raise forbidden("a handler lists its own department's tasks only")
+        department = principal.department
+    clauses, args = ["true"], []
+
+    def add(clause: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(clause.format(f"${len(args)}"))
+
+    if department is not None:
+        add("department = {}", department)
+    if query.status is not None:
+        add("status = {}", str(query.status))
+    if query.cursor:
+        due, after_id = _decode_cursor(query.cursor)
+        args.extend([due, after_id])
+        clauses.append(f"(complete_by, task_id) > (${len(args) - 1}, ${len(args)})")
+    args.append(query.page_size + 1)
+    # Most urgent first: complete_by never changes for a task, so the cursor is stable.
+    rows = await request.app[POOL].fetch(
+        f"""SELECT * FROM task_view WHERE {" AND ".join(clauses)}
+            ORDER BY complete_by, task_id LIMIT ${len(args)}""",
+        *args,
+    )
+    items = [_summary(r) for r in rows[: query.page_size]]
+    next_cursor = _encode_cursor(items[-1]) if len(rows) > query.page_size else None
+    return json_response(api.TaskPage(items=items, next_cursor=next_cursor))
+
+
+def _summary(row: Any) -> api.TaskSummary:
+    return api.TaskSummary(
+        id=row["task_id"],
+        case_id=row["case_id"],
+        department=row["department"],
+        round=row["round"],
+        lead=row["lead"],
+        status=row["status"],
+        accept_by=row["accept_by"],
+        complete_by=row["complete_by"],
+        category=row["category"],
+        grid=row["grid"],
+        case_version=row["case_version"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _encode_cursor(item: api.TaskSummary) -> str:
+    return base64.urlsafe_b64encode(f"{item.complete_by.isoformat()}|{item.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        due, _, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(due), UUID(task_id)
+    except ValueError:
+        raise ProblemError(400, "Invalid cursor", "use next_cursor from a previous page", kind="cursor") from None
+
+
+# --- commands on a task ---------------------------------------------------------------
+
+
+async def accept_task(request: web.Request) -> web.Response:
+    if (await request.read()).strip():  # an empty body, or {}
+        await _body(request, api.AcceptIn)
+    return await _command(request, lambda case_id, task_id, by: AcceptTask(case_id=case_id, task_id=task_id, by=by))
+
+
+async def note_task(request: web.Request) -> web.Response:
+    body = await _body(request, api.NoteIn)
+    return await _command(
+        request, lambda case_id, task_id, by: NoteTask(case_id=case_id, task_id=task_id, by=by, note=body.note)
+    )
+
+
+async def complete_task(request: web.Request) -> web.Response:
+    body = await _body(request, api.CompleteIn)
+    evidence = body.attachments()
+    return await _command(
+        request,
+        lambda case_id, task_id, by: CompleteTask(
+            case_id=case_id, task_id=task_id, by=by, result=body.result, evidence=evidence
+        ),
+    )
+
+
+async def return_task(request: web.Request) -> web.Response:
+    body = await _body(request, api.ReturnIn)
+    return await _command(
+        request, lambda case_id, task_id, by: ReturnTask(case_id=case_id, task_id=task_id, by=by, reason=body.reason)
+    )
+
+
+async def _command(request: web.Request, make: Callable[[UUID, UUID, str], Command]) -> web.Response:
+    principal = principal_of(request)
+    task_id = uuid_param(request)
+    case_id = await _case_of_task(request, task_id)
+    command = make(case_id, task_id, principal.actor)
+    for _ in range(5):
+        try:
+            async with request.app[STORE].transaction() as tx:
+                case, version = await tx.load(case_id)
+                task = case.task(task_id)
+                if task is None:
+                    raise not_found()
+                check_department(principal, task.department)
+                try:
+                    events = decide(case, command)
+                except Refused as exc:
+                    log.info("task_command_refused", command=type(command).__name__, task_id=str(task_id))
+                    raise conflict(exc.reason) from None
+                result = await tx.append(
+                    case_stream(case_id),
+                    events,
+                    expected_version=version,
+                    metadata=Metadata(correlation_id=uuid4(), actor=principal.actor),
+                )
+        except ConcurrencyError:
+            continue  # the case moved while we decided: reload and decide again
+        after = replay(events, case).task(task_id)
+        assert after is not None
+        log.info(
+            "task_command_decided",
+            command=type(command).__name__,
+            case_id=str(case_id),
+            task_id=str(task_id),
+            department=task.department,
+            new_events=[type(e).__name__ for e in events],
+        )
+        body = api.CommandResult(
+            task_id=task_id, case_id=case_id, version=result.version, status=str(after.status), changed=bool(events)
+        )
+        return json_response(body)
+    raise ProblemError(503, "Busy", "the case is changing fast; retry", headers={"Retry-After": "1"})
+
+
+# --- task_view, kept from the log -------------------------------------------------------
+
+
+async def on_task_event(tx: Transaction, msg: Delivered) -> None:
+    """An event that changes a task or its case: fold the case from the log, write every task row."""
+    case, version = await tx.load(msg.case_id)
+    if not case.exists:
+        return
+    await project_tasks(tx.conn, case, version, msg.recorded_at)
+
+
+async def project_tasks(conn: Any, case: Case, version: int, at: datetime) -> None:
+    """Upsert a row per task of the case; a fold older than the row's never overwrites it."""
+    if not case.tasks:
+        return
+    assert case.id is not None
+    await conn.execute(
+        """INSERT INTO task_view (task_id, case_id, department, round, lead, status, accept_by, complete_by,
+                                  category, grid, case_version, updated_at)
+           SELECT t.task_id, $8, t.department, t.round, t.lead, t.status, t.accept_by, t.complete_by,
+                  $9, $10, $11, $12
+           FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bool[], $5::text[],
+                       $6::timestamptz[], $7::timestamptz[])
+                AS t(task_id, department, round, lead, status, accept_by, complete_by)
+           ON CONFLICT (task_id) DO UPDATE SET
+               status = excluded.status, case_version = excluded.case_version, updated_at = excluded.updated_at
+           WHERE task_view.case_version < excluded.case_version""",
+        [t.id for t in case.tasks],
+        [t.department for t in case.tasks],
+        [t.round for t in case.tasks],
+        [t.lead for t in case.tasks],
+        [str(t.status) for t in case.tasks],
+        [t.accept_by for t in case.tasks],
+        [t.complete_by for t in case.tasks],
+        case.id,
+        case.category,
+        case.location.grid,
+        version,
+        at,
+    )
