@@ -14,7 +14,6 @@ from shared.http import Handler, ProblemError
 
 ALGORITHMS = ["HS256"]  # an allow-list: "none" and key-confusion tricks are refused
 PUBLIC_ROUTES = frozenset({"healthz", "livez", "readyz", "openapi"})
-PRINCIPAL = "principal"
 
 
 class Role(StrEnum):
@@ -39,6 +38,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def actor(self) -> str:
         return f"{self.role}:{self.sub}"
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def issue_token(
@@ -108,8 +110,7 @@ def forbidden(detail: str) -> ProblemError:
 
 
 def principal_of(request: web.Request) -> Principal:
-    principal: Principal = request[PRINCIPAL]
-    return principal
+    return request[PRINCIPAL]
 
 
 def auth_middleware(

@@ -210,6 +210,7 @@ class VerificationPassed(Event, frozen=True):
     by: str
     evidence: tuple[Attachment, ...] = ()
     by_default: bool = False
+    note: str = ""
 
 
 class VerificationFailed(Event, frozen=True):

@@ -18,6 +18,7 @@ T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]+)`$")
 
 
 class ProblemError(Exception):
@@ -85,6 +86,9 @@ def pointer(message: str) -> str:
 def invalid(message: str, status: int = 422) -> ProblemError:
     where = pointer(message)
     text = _PATH.sub("", message)
+    # msgspec's path ends at the object for a missing or unknown field: name the field itself.
+    if field := _FIELD.match(text):
+        where = f"{where}/{field.group('field')}"
     return ProblemError(
         status,
         "Invalid request body",

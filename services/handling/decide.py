@@ -120,8 +120,7 @@ def _complete(case: Case, task: Task, command: CompleteTask) -> list[CaseEvent]:
         evidence=command.evidence,
     )
     # "6+X": the case is handled only when every live task of the round is complete.
-    after = evolve(case, completed)
-    live = after.round_tasks()
-    if case.status in WORKING and live and all(t.status is TaskStatus.COMPLETED for t in live):
+    # A returned task nobody has taken over yet keeps the round open (Case.round_complete).
+    if case.status in WORKING and evolve(case, completed).round_complete():
         return [completed, CaseHandled(case_id=command.case_id, round=case.round)]
     return [completed]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,7 +24,6 @@ from shared.service import POOL, STORE
 log = structlog.get_logger()
 CONSUMER = "handling"
 T = TypeVar("T")
-_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]+)`$")
 
 
 def not_found() -> ProblemError:
@@ -41,18 +39,6 @@ def check_department(principal: Principal, department: str) -> None:
     if principal.role is not Role.HANDLER or can_act_for_department(principal, department):
         return
     raise forbidden("this task belongs to another department")
-
-
-async def _body(request: web.Request, kind: type[T]) -> T:
-    """decode_body, with a missing or unknown field named in the pointer (msgspec's path ends at its object)."""
-    try:
-        return await decode_body(request, kind)
-    except ProblemError as exc:
-        for error in exc.errors:
-            field = _FIELD.match(error.get("message", ""))
-            if field and "pointer" in error:
-                error["pointer"] = f"{error['pointer'].rstrip('/')}/{field.group('field')}"
-        raise
 
 
 async def _case_of_task(request: web.Request, task_id: UUID) -> UUID:
@@ -144,19 +130,19 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 async def accept_task(request: web.Request) -> web.Response:
     if (await request.read()).strip():  # an empty body, or {}
-        await _body(request, api.AcceptIn)
+        await decode_body(request, api.AcceptIn)
     return await _command(request, lambda case_id, task_id, by: AcceptTask(case_id=case_id, task_id=task_id, by=by))
 
 
 async def note_task(request: web.Request) -> web.Response:
-    body = await _body(request, api.NoteIn)
+    body = await decode_body(request, api.NoteIn)
     return await _command(
         request, lambda case_id, task_id, by: NoteTask(case_id=case_id, task_id=task_id, by=by, note=body.note)
     )
 
 
 async def complete_task(request: web.Request) -> web.Response:
-    body = await _body(request, api.CompleteIn)
+    body = await decode_body(request, api.CompleteIn)
     evidence = body.attachments()
     return await _command(
         request,
@@ -167,7 +153,7 @@ async def complete_task(request: web.Request) -> web.Response:
 
 
 async def return_task(request: web.Request) -> web.Response:
-    body = await _body(request, api.ReturnIn)
+    body = await decode_body(request, api.ReturnIn)
     return await _command(
         request, lambda case_id, task_id, by: ReturnTask(case_id=case_id, task_id=task_id, by=by, reason=body.reason)
     )

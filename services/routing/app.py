@@ -43,6 +43,6 @@ def spec(settings: Settings) -> ServiceSpec:
         name="routing",
         access=ACCESS,
         routes=routes,
-        consumers=[(consumer_spec(settings, handlers.CONSUMER, "*"), handlers.consumer)],
+        consumers=[(consumer_spec(settings, handlers.CONSUMER, *handlers.EVENT_TYPES), handlers.consumer)],
         loops=[handlers.deadline_watcher],
     )

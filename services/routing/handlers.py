@@ -34,6 +34,25 @@ ACTOR = "service:routing"
 POLICY = web.AppKey("policy", Policy)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
 WARN_SHARE = 0.8
+# What routing reacts to, and what changes its views (tasks, deadlines, the queue).
+EVENT_TYPES = (
+    "CaseReported",
+    "CaseReopened",
+    "TaskReturned",
+    "CaseQueued",
+    "CaseDispatched",
+    "TaskDispatched",
+    "TaskAccepted",
+    "TaskCompleted",
+    "DeadlineWarned",
+    "TaskOverdue",
+    "CaseEscalated",
+    "CaseHandled",
+    "CaseClosed",
+    "CaseCancelled",
+    "CaseRejected",
+    "CaseMerged",
+)
 
 
 def react(case: Case, msg: Delivered, policy: Policy, calendar: WorkingCalendar, now: datetime) -> list[CaseEvent]:

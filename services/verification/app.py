@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from functools import partial
 
@@ -16,7 +15,6 @@ from shared.config import Settings
 from shared.consumer import Handler
 from shared.service import CLOCK, SETTINGS, ServiceSpec, consumer_spec
 
-DEFAULT_REPORTER_CONFIRM_HOURS = 72.0
 READ = frozenset({Role.GRID_WORKER, Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR, Role.REPORTER_BACKEND})
 RECORD = frozenset({Role.GRID_WORKER, Role.REPORTER_BACKEND, Role.DISPATCHER})
 
@@ -30,18 +28,6 @@ ACCESS: dict[str, frozenset[Role]] = {
 EVENTS = ("CaseHandled", "CaseClosed", "CaseCancelled", "CaseReopened", "CaseRejected", "CaseMerged")
 
 
-def reporter_confirm_window(env: Mapping[str, str] = os.environ) -> timedelta:
-    """REPORTER_CONFIRM_HOURS: how long a reporter has to answer before the case closes by default."""
-    raw = env.get("REPORTER_CONFIRM_HOURS", "")
-    try:
-        hours = float(raw) if raw.strip() else DEFAULT_REPORTER_CONFIRM_HOURS
-    except ValueError:
-        raise ValueError(f"REPORTER_CONFIRM_HOURS must be a number of hours, got {raw!r}") from None
-    if not 0 < hours < 24 * 365:
-        raise ValueError(f"REPORTER_CONFIRM_HOURS must lie between 0 and a year, got {raw!r}")
-    return timedelta(hours=hours)
-
-
 def routes(app: web.Application) -> None:
     app.router.add_get("/v1/verifications", handlers.list_verifications, name="list_verifications")
     app.router.add_get("/v1/verifications/{id}", handlers.get_verification, name="get_verification")
@@ -52,7 +38,7 @@ def routes(app: web.Application) -> None:
 
 async def _rules(app: web.Application) -> AsyncIterator[None]:
     app[handlers.KIND_OF] = load_kind_of(app[SETTINGS].rules_path)
-    app[handlers.RESPOND_WITHIN] = reporter_confirm_window()
+    app[handlers.RESPOND_WITHIN] = timedelta(hours=app[SETTINGS].reporter_confirm_hours)
     yield
 
 

@@ -41,7 +41,7 @@ class RecordVerification(msgspec.Struct, frozen=True, kw_only=True):
     verification_id: UUID
     by: str
     passed: bool
-    reason: str = ""
+    reason: str = ""  # why it failed, or the verifier's note on a pass
     evidence: tuple[Attachment, ...] = ()
 
 
@@ -98,6 +98,7 @@ def _record(case: Case, command: RecordVerification) -> list[CaseEvent]:
                 verification_id=command.verification_id,
                 by=command.by,
                 evidence=command.evidence,
+                note=command.reason,
             ),
             CaseClosed(case_id=command.case_id),
         ]

@@ -99,7 +99,7 @@ async def pass_verification(request: web.Request) -> web.Response:
     if principal.role is Role.GRID_WORKER and not body.evidence:
         raise invalid("a grid worker's pass needs at least one photo - at `$.evidence`")
     evidence = tuple(a.attachment() for a in body.evidence)
-    return await _record(request, principal, passed=True, reason="", evidence=evidence)
+    return await _record(request, principal, passed=True, reason=body.note, evidence=evidence)
 
 
 async def fail_verification(request: web.Request) -> web.Response:

@@ -114,10 +114,31 @@ def test_the_case_is_handled_only_when_the_last_of_three_departments_completes()
     assert [type(e) for e in last] == [TaskCompleted, CaseHandled]
 
 
-def test_a_returned_task_does_not_hold_up_the_departments_that_completed() -> None:
+def test_a_returned_task_holds_the_round_open_until_its_replacement_completes() -> None:
+    from uuid import UUID
+
+    from shared.events import TaskDispatched
+
     case = replay([*co_handled(), examples.task_returned(TASK_ID_3, "water")])
     case = replay(decide(case, complete(examples.TASK_ID)), case)
-    assert [type(e) for e in decide(case, complete(examples.TASK_ID_2))] == [TaskCompleted, CaseHandled]
+    second = decide(case, complete(examples.TASK_ID_2))
+    assert [type(e) for e in second] == [TaskCompleted]  # the return still awaits re-dispatch
+    replacement = UUID(int=4)
+    case = replay(
+        [
+            *second,
+            TaskDispatched(
+                case_id=examples.CASE_ID,
+                round=1,
+                task=examples.assignment(replacement, "city_management"),
+                replaces=TASK_ID_3,
+            ),
+            examples.task_accepted(replacement, "city_management"),
+        ],
+        case,
+    )
+    last = decide(case, complete(replacement))
+    assert [type(e) for e in last] == [TaskCompleted, CaseHandled]
 
 
 def test_an_open_task_is_returned() -> None:

@@ -1,0 +1,153 @@
+"""A test's view of the running system: HTTP calls with tokens, and the steps of the loop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from shared.auth import Role, issue_token
+from tests.eventually import eventually
+
+EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
+
+
+class StackInfo(msgspec.Struct, frozen=True):
+    urls: dict[str, str]
+    jwt_secret: str
+    clock_file: Path
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, info: StackInfo) -> None:
+        self.session = session
+        self.info = info
+
+    def token(self, role: Role, sub: str = "", department: str | None = None, grids: tuple[str, ...] = ()) -> str:
+        return issue_token(
+            self.info.jwt_secret, sub=sub or f"{role}-e2e", role=role, department=department, grids=grids
+        )
+
+    async def call(
+        self,
+        method: str,
+        service: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        all_headers = dict(headers or {})
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        if data is not None:
+            all_headers.setdefault("Content-Type", "application/json")
+        async with self.session.request(
+            method, self.info.urls[service] + path, json=json, data=data, headers=all_headers
+        ) as response:
+            body = await response.read()
+            content_type = response.headers.get("Content-Type", "")
+            parsed = msgspec.json.decode(body) if body and "json" in content_type else body
+            return response.status, parsed
+
+    # --- the actors -------------------------------------------------------------------
+
+    def backend(self) -> str:
+        return self.token(Role.REPORTER_BACKEND, sub="wechat-miniprogram")
+
+    def dispatcher(self) -> str:
+        return self.token(Role.DISPATCHER, sub="dispatcher-1")
+
+    def handler(self, department: str) -> str:
+        return self.token(Role.HANDLER, sub=f"{department}-handler", department=department)
+
+    def grid_worker(self, grid: str) -> str:
+        return self.token(Role.GRID_WORKER, sub=f"gw-{grid}", grids=(grid,))
+
+    async def report(self, category: str = "blocked_drain", grid: str = "wenfeng-tianehu-01", **extra: Any) -> str:
+        body = {"source": "citizen", "category": category, "description": "e2e", "location": {"grid": grid}, **extra}
+        status, answer = await self.call("POST", "intake", "/v1/reports", token=self.backend(), json=body)
+        assert status == 201, answer
+        return str(answer["case_id"])
+
+    async def case(self, case_id: str) -> dict[str, Any]:
+        status, body = await self.call("GET", "intake", f"/v1/cases/{case_id}", token=self.dispatcher())
+        assert status == 200, body
+        return body  # type: ignore[no-any-return]
+
+    async def history(self, case_id: str) -> list[dict[str, Any]]:
+        status, body = await self.call("GET", "intake", f"/v1/cases/{case_id}/history", token=self.dispatcher())
+        assert status == 200, body
+        return body["events"]  # type: ignore[no-any-return]
+
+    async def types(self, case_id: str) -> list[str]:
+        return [e["type"] for e in await self.history(case_id)]
+
+    async def wait_status(self, case_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            case = await self.case(case_id)
+            return case if case["status"] in statuses else None
+
+        return await eventually(reached, timeout=timeout, interval=0.1)  # type: ignore[no-any-return]
+
+    async def open_tasks(self, case_id: str, count: int | None = None) -> list[dict[str, Any]]:
+        async def dispatched() -> list[dict[str, Any]] | None:
+            tasks = [t for t in (await self.case(case_id))["tasks"] if t["status"] in ("dispatched", "accepted")]
+            return tasks if tasks and (count is None or len(tasks) == count) else None
+
+        return await eventually(dispatched, timeout=30, interval=0.1)  # type: ignore[no-any-return]
+
+    async def task_command(self, task: dict[str, Any], verb: str, body: Any = None) -> tuple[int, Any]:
+        """POST to a task, waiting out the moment before handling's view knows the task."""
+        token = self.handler(task["department"])
+        deadline = time.monotonic() + 30
+        while True:
+            status, answer = await self.call(
+                "POST", "handling", f"/v1/tasks/{task['id']}/{verb}", token=token, json=body or {}
+            )
+            if status != 404 or time.monotonic() > deadline:
+                return status, answer
+            await _pause()
+
+    async def work(self, task: dict[str, Any]) -> None:
+        status, body = await self.task_command(task, "accept")
+        assert status == 200, body
+        status, body = await self.task_command(task, "complete", {"result": "处理完毕", "evidence": EVIDENCE})
+        assert status == 200, body
+
+    async def verification(self, case_id: str) -> dict[str, Any]:
+        case = await self.wait_status(case_id, "verifying")
+        return case["verification"]  # type: ignore[no-any-return]
+
+    async def verify(self, case_id: str, passed: bool, grid: str = "wenfeng-tianehu-01") -> tuple[int, Any]:
+        verification = await self.verification(case_id)
+        verb = "pass" if passed else "fail"
+        body: dict[str, Any] = {"evidence": EVIDENCE}
+        if not passed:
+            body["reason"] = "积水仍在"
+        deadline = time.monotonic() + 30
+        while True:
+            status, answer = await self.call(
+                "POST",
+                "verification",
+                f"/v1/verifications/{verification['id']}/{verb}",
+                token=self.grid_worker(grid),
+                json=body,
+            )
+            if status != 404 or time.monotonic() > deadline:
+                return status, answer
+            await _pause()
+
+    def move_clock(self, seconds: float) -> None:
+        self.info.clock_file.write_text(str(seconds))
+
+
+async def _pause() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.1)

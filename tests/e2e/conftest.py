@@ -1,0 +1,58 @@
+"""The services as separate processes, started exactly as `caseloop up` starts them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from shared.db import SERVICE_ROLE, ensure_database, with_credentials
+from shared.servers import NatsServer, Postgres, free_port
+from shared.stack import SERVICES, Stack, load_secrets
+from tests.conftest import SERVICE_PASSWORD, TEMPLATE
+from tests.e2e.client import Api, StackInfo
+
+
+@pytest.fixture(scope="module")
+def stack(postgres: Postgres, nats_server: NatsServer) -> Iterator[Stack]:
+    root = Path(tempfile.mkdtemp(prefix="caseloop-e2e-"))
+    root.chmod(0o755)
+    name = f"e2e_{os.getpid()}_{root.name[-8:].lower()}"
+    asyncio.run(ensure_database(postgres.url(), name, template=TEMPLATE))
+    admin = postgres.url(name)
+    env = {
+        **os.environ,
+        "DATABASE_URL": with_credentials(admin, SERVICE_ROLE, SERVICE_PASSWORD),
+        "ADMIN_DATABASE_URL": admin,
+        "NATS_URL": nats_server.url,
+        "NATS_STREAM": name.upper(),
+        "SUBJECT_PREFIX": name,
+        "CLOCK_FILE": str(root / "clock"),
+        "DEADLINE_INTERVAL": "0.2",
+        "ACK_WAIT": "5",
+        "NAK_DELAY": "0.2",
+        "REPORTER_CONFIRM_HOURS": "1",
+    }
+    running = Stack(root, env=env, ports={service: free_port() for service in SERVICES})
+    running.start_infrastructure()
+    try:
+        running.start_services()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[Api]:
+    info = StackInfo(
+        urls={name: stack.process(name).url for name in SERVICES},
+        jwt_secret=load_secrets(stack.root).jwt_secret,
+        clock_file=stack.root / "clock",
+    )
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield Api(session, info)
