@@ -107,5 +107,45 @@ def migrate() -> None:
     console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
 
 
+@app.command()
+def demo(
+    cases: Annotated[int, typer.Option(help="how many reports to post")] = 40,
+    root: Annotated[Path, typer.Option()] = ROOT,
+    timeout: Annotated[float, typer.Option(help="seconds to let the cases run")] = 300,
+) -> None:
+    """Play citizens, sensors, departments and grid workers against the stack `make run` started."""
+    import json
+
+    from services.routing.rules import load_policy
+    from shared.demo import run_demo, summary
+    from shared.stack import DEFAULT_PORTS
+
+    stack_file = root / "stack.json"
+    ports = json.loads(stack_file.read_text())["ports"] if stack_file.exists() else DEFAULT_PORTS
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    secret = os.environ.get("JWT_SECRET") or load_secrets(root).jwt_secret
+    policy = load_policy(os.environ.get("RULES_PATH") or None)
+    categories = [c for c in policy.categories if c != "background_check"]
+    grids = list(policy.grids)
+    outcomes = asyncio.run(run_demo(urls, secret, cases, categories, grids, timeout))
+    table = Table(title=f"{len(outcomes)} cases")
+    for column in ("case", "category", "status", "rounds", "returns", "failed checks", "by hand"):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(
+            o.case_id[:8],
+            o.category,
+            o.status,
+            str(o.rounds),
+            str(o.returns),
+            str(o.failed_verifications),
+            "yes" if o.dispatched_by_hand else "",
+        )
+    console.print(table)
+    console.print(", ".join(f"{status}: {count}" for status, count in summary(outcomes).most_common()))
+    if any(o.status != "closed" for o in outcomes):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
