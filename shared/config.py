@@ -27,6 +27,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     blind_index_key: str = ""  # base64 of 32 bytes: keyed hashes of phone numbers
     clock_file: str = ""  # tests: a file holding seconds to move every clock forward
     rules_path: str = ""  # routing rules (TOML); the shipped Kaizhou sample when empty
+    # The share of each deadline's span after which routing warns (预警).
+    warn_share: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.8
     # How long a reporter has to confirm a fix before the case closes by default.
     reporter_confirm_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 365)] = 72.0
     max_body_bytes: int = 64 * 1024

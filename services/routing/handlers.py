@@ -26,14 +26,13 @@ from shared.events import (
     TaskReturned,
 )
 from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
-from shared.service import CLOCK, STORE
+from shared.service import CLOCK, POOL, SETTINGS, STORE
 
 log = structlog.get_logger()
 CONSUMER = "routing"
 ACTOR = "service:routing"
 POLICY = web.AppKey("policy", Policy)
 CALENDAR = web.AppKey("calendar", WorkingCalendar)
-WARN_SHARE = 0.8
 # What routing reacts to, and what changes its views (tasks, deadlines, the queue).
 EVENT_TYPES = (
     "CaseReported",
@@ -55,7 +54,9 @@ EVENT_TYPES = (
 )
 
 
-def react(case: Case, msg: Delivered, policy: Policy, calendar: WorkingCalendar, now: datetime) -> list[CaseEvent]:
+def react(
+    case: Case, msg: Delivered, policy: Policy, calendar: WorkingCalendar, now: datetime, warn_share: float = 0.8
+) -> list[CaseEvent]:
     """What routing does about one event, given the case as the log has it now."""
     event = msg.event
 
@@ -65,12 +66,12 @@ def react(case: Case, msg: Delivered, policy: Policy, calendar: WorkingCalendar,
     match event:
         case CaseReported() if case.status is Status.REPORTED:
             rule = rule_for(policy, case)
-            tasks = assignments(policy, calendar, rule, rule.departments, now, task_id, WARN_SHARE) if rule else ()
+            tasks = assignments(policy, calendar, rule, rule.departments, now, task_id, warn_share) if rule else ()
             reason = f"no rule for category {case.category!r} here"
             return decide(case, _dispatch(case, tasks, policy, rule.priority if rule else "normal", reason))
         case CaseReopened(round=round_) if case.status is Status.REOPENED and round_ == case.round:
             rule = rule_for(policy, case)
-            tasks = assignments(policy, calendar, rule, case.departments, now, task_id, WARN_SHARE)
+            tasks = assignments(policy, calendar, rule, case.departments, now, task_id, warn_share)
             return decide(case, _dispatch(case, tasks, policy, case.priority or "normal", "reopened"))
         case TaskReturned(task_id=returned):
             street = case.location.street or policy.street_of(case.location.grid)
@@ -78,7 +79,7 @@ def react(case: Case, msg: Delivered, policy: Policy, calendar: WorkingCalendar,
             assignment = None
             if department is not None:
                 rule = rule_for(policy, case)
-                [assignment] = assignments(policy, calendar, rule, [department], now, task_id, WARN_SHARE)
+                [assignment] = assignments(policy, calendar, rule, [department], now, task_id, warn_share)
             return decide(case, Redispatch(case_id=event.case_id, returned_task=returned, assignment=assignment))
         case _:
             return []
@@ -98,12 +99,13 @@ def _dispatch(case: Case, tasks: Any, policy: Policy, priority: str, reason: str
 
 def consumer(app: web.Application) -> Any:
     policy, calendar, clock = app[POLICY], app[CALENDAR], app[CLOCK]
+    warn_share = app[SETTINGS].warn_share
 
     async def on_case_event(tx: Transaction, msg: Delivered) -> None:
         case, version = await tx.load(msg.case_id)
         if not case.exists:
             return
-        events = react(case, msg, policy, calendar, clock())
+        events = react(case, msg, policy, calendar, clock(), warn_share)
         if events:
             ids = [uuid5(msg.event_id, f"routing:{i}") for i in range(len(events))]
             meta = Metadata(correlation_id=msg.metadata.correlation_id, causation_id=msg.event_id, actor=ACTOR)
@@ -194,9 +196,6 @@ async def check_case_deadlines(app: web.Application, case_id: UUID) -> list[Case
 
 async def deadline_watcher(app: web.Application, stop: asyncio.Event) -> None:
     """Fires warnings, overdues and escalations whose moment has come, also ones missed while down."""
-    interval = 1.0
-    from shared.service import POOL, SETTINGS
-
     interval = app[SETTINGS].deadline_interval
     while not stop.is_set():
         now = app[CLOCK]()

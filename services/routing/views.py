@@ -13,13 +13,13 @@ from aiohttp import web
 from msgspec import Meta
 
 from services.routing.decide import Command, Dispatch, MergeCase, Reassign, RejectCase, decide
-from services.routing.handlers import CALENDAR, POLICY, WARN_SHARE, project
+from services.routing.handlers import CALENDAR, POLICY, project
 from services.routing.planning import assignments, rule_for
 from shared.auth import principal_of
 from shared.case import Case, Refused, replay
 from shared.eventstore import ConcurrencyError, Metadata, case_stream
 from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
-from shared.service import CLOCK, POOL, STORE
+from shared.service import CLOCK, POOL, SETTINGS, STORE
 
 log = structlog.get_logger()
 Department = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -95,7 +95,13 @@ async def dispatch_case(request: web.Request) -> web.Response:
     def command(case: Case) -> Command:
         rule = rule_for(app[POLICY], case)
         tasks = assignments(
-            app[POLICY], app[CALENDAR], rule, body.departments, app[CLOCK](), lambda _: uuid4(), WARN_SHARE
+            app[POLICY],
+            app[CALENDAR],
+            rule,
+            body.departments,
+            app[CLOCK](),
+            lambda _: uuid4(),
+            app[SETTINGS].warn_share,
         )
         priority = body.priority or (rule.priority if rule else "normal")
         assert case.id is not None
@@ -122,7 +128,13 @@ async def reassign_task(request: web.Request) -> web.Response:
     def command(case: Case) -> Command:
         rule = rule_for(app[POLICY], case)
         [assignment] = assignments(
-            app[POLICY], app[CALENDAR], rule, [body.department], app[CLOCK](), lambda _: uuid4(), WARN_SHARE
+            app[POLICY],
+            app[CALENDAR],
+            rule,
+            [body.department],
+            app[CLOCK](),
+            lambda _: uuid4(),
+            app[SETTINGS].warn_share,
         )
         return Reassign(case_id=case_id, task_id=task_id, assignment=assignment)
 
