@@ -330,8 +330,10 @@ class EventStore:
         metadata: Metadata,
         event_ids: Sequence[UUID] | None = None,
     ) -> AppendResult:
-        async with self.transaction() as tx:
-            return await tx.append(
+        # One INSERT … SELECT FROM unnest is atomic by itself, and the (stream_id, version) key
+        # catches a racing writer, so a lone append needs no BEGIN/COMMIT round trips.
+        async with self.pool.acquire() as conn:
+            return await Transaction(conn, self.clock).append(
                 stream_id, events, expected_version=expected_version, metadata=metadata, event_ids=event_ids
             )
 
