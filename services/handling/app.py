@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.handling import handlers
+from services.handling import api, handlers
 from shared.auth import Role
 from shared.config import Settings
+from shared.openapi import op, serve
 from shared.service import ServiceSpec, consumer_spec
 
 TASK_READERS = frozenset({Role.HANDLER, Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR})
@@ -35,8 +36,25 @@ TASK_EVENTS = (
     "CaseReopened",
 )
 
+# fmt: off
+COMMAND = {"responses": {200: api.CommandResult}, "errors": (409, 503)}
+OPERATIONS = [
+    op("GET", "/v1/tasks", "list_tasks", "Tasks, most urgent first", query=api.TasksQuery,
+       responses={200: api.TaskPage}),
+    op("GET", "/v1/tasks/{id}", "get_task", "A task and what its department needs of the case",
+       responses={200: api.TaskOut}),
+    op("POST", "/v1/tasks/{id}/accept", "accept_task", "Accept a task", body=api.AcceptIn, optional_body=True,
+       **COMMAND),
+    op("POST", "/v1/tasks/{id}/notes", "note_task", "Note progress on a task", body=api.NoteIn, **COMMAND),
+    op("POST", "/v1/tasks/{id}/complete", "complete_task", "Complete a task with evidence", body=api.CompleteIn,
+       **COMMAND),
+    op("POST", "/v1/tasks/{id}/return", "return_task", "Return a task: not ours", body=api.ReturnIn, **COMMAND),
+]
+# fmt: on
+
 
 def routes(app: web.Application) -> None:
+    serve(app, "handling", OPERATIONS)
     app.router.add_get("/v1/tasks", handlers.list_tasks, name="list_tasks")
     app.router.add_get("/v1/tasks/{id}", handlers.get_task, name="get_task")
     app.router.add_post("/v1/tasks/{id}/accept", handlers.accept_task, name="accept_task")

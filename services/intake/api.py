@@ -178,3 +178,11 @@ def case_out(case: Case, version: int, reporter: Reporter | None, erased: bool) 
         created_by=case.created_by,
         reported_at=case.reported_at,
     )
+
+
+class CommandDone(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to cancel and rating: the case's version after it, and whether it changed."""
+
+    case_id: UUID
+    version: int
+    changed: bool

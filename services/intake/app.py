@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.intake import handlers
+from services.intake import api, handlers
 from shared.auth import READERS, Role
 from shared.config import Settings
+from shared.openapi import op, serve
 from shared.pii import Vault
 from shared.service import SETTINGS, ServiceSpec, consumer_spec
 
@@ -22,8 +23,26 @@ ACCESS: dict[str, frozenset[Role]] = {
     "rate_case": frozenset({Role.REPORTER_BACKEND}),
 }
 
+# fmt: off
+IDEMPOTENCY_KEY = {"Idempotency-Key": {"type": "string", "maxLength": 255}}
+OPERATIONS = [
+    op("POST", "/v1/reports", "post_report", "Report a case (a repeated sensor alarm merges: 202)", body=api.ReportIn,
+       responses={201: api.ReportAccepted, 202: api.ReportAccepted}, headers=IDEMPOTENCY_KEY, errors=(503,)),
+    op("GET", "/v1/cases", "list_cases", "The cases the caller may see", query=api.CasesQuery,
+       responses={200: api.CasePage}),
+    op("GET", "/v1/cases/{id}", "get_case", "A case, now or as of a version or a moment", query=api.CaseQuery,
+       responses={200: api.CaseOut}),
+    op("GET", "/v1/cases/{id}/history", "get_history", "A case's events", responses={200: api.History}),
+    op("POST", "/v1/cases/{id}/cancel", "cancel_case", "Withdraw a case", body=api.CancelIn,
+       responses={200: api.CommandDone}, errors=(409, 503)),
+    op("POST", "/v1/cases/{id}/rating", "rate_case", "Rate a closed case", body=api.RatingIn,
+       responses={200: api.CommandDone}, errors=(409, 503)),
+]
+# fmt: on
+
 
 def routes(app: web.Application) -> None:
+    serve(app, "intake", OPERATIONS)
     app.router.add_post("/v1/reports", handlers.post_report, name="post_report")
     app.router.add_get("/v1/cases", handlers.list_cases, name="list_cases")
     app.router.add_get("/v1/cases/{id}", handlers.get_case, name="get_case")

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.routing import handlers, views
+from services.routing import api, handlers, views
 from services.routing.rules import load_calendar, load_policy
 from shared.auth import Role
 from shared.config import Settings
+from shared.openapi import op, serve
 from shared.service import SETTINGS, ServiceSpec, consumer_spec
 
 COMMAND_CENTRE = frozenset({Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR})
@@ -21,8 +22,22 @@ ACCESS: dict[str, frozenset[Role]] = {
     "merge_case": frozenset({Role.DISPATCHER}),
 }
 
+# fmt: off
+COMMAND = {"responses": {200: api.Decided}, "errors": (409, 503)}
+OPERATIONS = [
+    op("GET", "/v1/dispatch/queue", "get_queue", "Cases waiting for a dispatcher", query=views.QueueQuery,
+       responses={200: api.QueuePage}),
+    op("POST", "/v1/cases/{id}/dispatch", "dispatch_case", "Dispatch a case by hand", body=views.DispatchIn, **COMMAND),
+    op("POST", "/v1/tasks/{id}/reassign", "reassign_task", "Give a task to another department", body=views.ReassignIn,
+       **COMMAND),
+    op("POST", "/v1/cases/{id}/reject", "reject_case", "Reject a case", body=views.ReasonIn, **COMMAND),
+    op("POST", "/v1/cases/{id}/merge", "merge_case", "Merge a case into another", body=views.MergeIn, **COMMAND),
+]
+# fmt: on
+
 
 def routes(app: web.Application) -> None:
+    serve(app, "routing", OPERATIONS)
     app.router.add_get("/v1/dispatch/queue", views.get_queue, name="get_queue")
     app.router.add_post("/v1/cases/{id}/dispatch", views.dispatch_case, name="dispatch_case")
     app.router.add_post("/v1/tasks/{id}/reassign", views.reassign_task, name="reassign_task")

@@ -8,11 +8,12 @@ from functools import partial
 
 from aiohttp import web
 
-from services.verification import handlers
+from services.verification import api, handlers
 from services.verification.rules import load_kind_of
 from shared.auth import Role
 from shared.config import Settings
 from shared.consumer import Handler
+from shared.openapi import op, serve
 from shared.service import CLOCK, SETTINGS, ServiceSpec, consumer_spec
 
 READ = frozenset({Role.GRID_WORKER, Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR, Role.REPORTER_BACKEND})
@@ -27,8 +28,21 @@ ACCESS: dict[str, frozenset[Role]] = {
 }
 EVENTS = ("CaseHandled", "CaseClosed", "CaseCancelled", "CaseReopened", "CaseRejected", "CaseMerged")
 
+# fmt: off
+RECORDED = {"responses": {200: api.Recorded}, "errors": (409, 503)}
+OPERATIONS = [
+    op("GET", "/v1/verifications", "list_verifications", "Verifications the caller may see",
+       query=api.VerificationsQuery, responses={200: api.VerificationPage}),
+    op("GET", "/v1/verifications/{id}", "get_verification", "A verification", responses={200: api.VerificationOut}),
+    op("POST", "/v1/verifications/{id}/pass", "pass_verification", "The work is done", body=api.PassIn, **RECORDED),
+    op("POST", "/v1/verifications/{id}/fail", "fail_verification", "The work is not done: reopen",
+       body=api.FailIn, **RECORDED),
+]
+# fmt: on
+
 
 def routes(app: web.Application) -> None:
+    serve(app, "verification", OPERATIONS)
     app.router.add_get("/v1/verifications", handlers.list_verifications, name="list_verifications")
     app.router.add_get("/v1/verifications/{id}", handlers.get_verification, name="get_verification")
     app.router.add_post("/v1/verifications/{id}/pass", handlers.pass_verification, name="pass_verification")

@@ -1,0 +1,88 @@
+"""Each service's OpenAPI document: valid 3.1, one operation per route, every error problem+json."""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aiohttp import web
+from openapi_spec_validator import validate
+
+from services.handling import app as handling
+from services.intake import app as intake
+from services.routing import app as routing
+from services.verification import app as verification
+from shared.auth import PUBLIC_ROUTES
+from shared.openapi import DOCUMENT
+
+SERVICES = {"intake": intake, "routing": routing, "handling": handling, "verification": verification}
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def served(module: ModuleType) -> tuple[web.Application, dict[str, Any]]:
+    app = web.Application()
+    module.routes(app)
+    return app, json.loads(app[DOCUMENT])
+
+
+def operations(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method.upper(), path): spec
+        for path, item in document["paths"].items()
+        for method, spec in item.items()
+        if method in METHODS
+    }
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_document_is_valid_openapi_3_1(service: str) -> None:
+    _, document = served(SERVICES[service])
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_route_is_documented_under_its_route_name_and_nothing_else_is(service: str) -> None:
+    app, document = served(SERVICES[service])
+    routes = {
+        (r.method, r.resource.canonical): r.name
+        for r in app.router.routes()
+        if r.resource is not None and r.method != "HEAD" and r.name not in PUBLIC_ROUTES
+    }
+    documented = {key: spec["operationId"] for key, spec in operations(document).items()}
+    documented = {key: name for key, name in documented.items() if name not in PUBLIC_ROUTES}
+    assert documented == routes
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_error_response_is_problem_json_and_every_success_json(service: str) -> None:
+    _, document = served(SERVICES[service])
+    for (method, path), spec in operations(document).items():
+        for status, response in spec["responses"].items():
+            content = set(response.get("content", {}))
+            not_ready = spec["operationId"] == "readyz" and status == "503"  # readiness answers in its own shape
+            if int(status) >= 400 and not not_ready:
+                assert content == {"application/problem+json"}, (method, path, status)
+            else:
+                assert content == {"application/json"}, (method, path, status)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_only_health_routes_are_public_and_the_rest_need_a_bearer_token(service: str) -> None:
+    _, document = served(SERVICES[service])
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for spec in operations(document).values():
+        public = spec["operationId"] in PUBLIC_ROUTES
+        assert (spec.get("security") == []) is public
+        assert ("401" in spec["responses"]) is not public
+
+
+def test_request_schemas_come_from_the_decoders_so_unknown_fields_are_refused() -> None:
+    _, document = served(intake)
+    report = document["components"]["schemas"]["ReportIn"]
+    assert set(report["required"]) == {"source", "category", "location"}
+    assert report["properties"]["attachments"]["maxItems"] == 10
+    query = {p["name"] for p in operations(document)[("GET", "/v1/cases")]["parameters"]}
+    assert query == {"status", "grid", "category", "page_size", "cursor"}
