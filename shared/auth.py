@@ -34,6 +34,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     department: str | None = None  # handlers: the one department they act for
     grids: tuple[str, ...] = ()  # grid workers: the grids they verify in
+    pii: bool = False  # a grant to read reporters' personal data unmasked (auditors' history)
 
     @property
     def actor(self) -> str:
@@ -50,6 +51,7 @@ def issue_token(
     role: Role,
     department: str | None = None,
     grids: tuple[str, ...] = (),
+    pii: bool = False,
     issuer: str = "caseloop",
     audience: str = "caseloop",
     ttl_seconds: int = 12 * 3600,
@@ -71,6 +73,8 @@ def issue_token(
         claims["department"] = department
     if grids:
         claims["grids"] = list(grids)
+    if pii:
+        claims["pii"] = True
     return jwt.encode(claims, secret, algorithm=ALGORITHMS[0])
 
 
@@ -87,7 +91,7 @@ def verify_token(token: str, secret: str, *, issuer: str, audience: str) -> Prin
             options={"require": ["exp", "iss", "aud", "sub"]},
         )
         principal = msgspec.convert(
-            {k: claims.get(k) for k in ("sub", "role", "department", "grids") if claims.get(k) is not None},
+            {k: claims.get(k) for k in ("sub", "role", "department", "grids", "pii") if claims.get(k) is not None},
             Principal,
         )
     except (jwt.PyJWTError, msgspec.ValidationError) as exc:

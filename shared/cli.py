@@ -74,6 +74,7 @@ def token(
     department: Annotated[str | None, typer.Option(help="a handler's department")] = None,
     grids: Annotated[str, typer.Option(help="a grid worker's grids, comma-separated")] = "",
     hours: Annotated[int, typer.Option(help="validity")] = 12,
+    pii: Annotated[bool, typer.Option("--pii", help="grant reading reporters' personal data unmasked")] = False,
     root: Annotated[Path, typer.Option()] = ROOT,
 ) -> None:
     """Print a bearer token valid for the running configuration."""
@@ -86,6 +87,7 @@ def token(
             role=role,
             department=department,
             grids=grid_list,
+            pii=pii,
             issuer=os.environ.get("JWT_ISSUER", "caseloop"),
             audience=os.environ.get("JWT_AUDIENCE", "caseloop"),
             ttl_seconds=hours * 3600,

@@ -38,6 +38,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     relay_interval: float = 0.02
     deadline_interval: float = 1.0
     statement_timeout_ms: int = 10_000
+    # Signed checkpoints over the whole log (the relay's checkpointer): the Ed25519 key file, kept
+    # outside the database; a checkpoint every so many events or seconds, whichever comes first.
+    checkpoint_key_file: str = ""
+    checkpoint_events: int = 1000
+    checkpoint_seconds: float = 60.0
     db_pool_size: int = 10
 
     @classmethod
