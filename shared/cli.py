@@ -26,9 +26,13 @@ def up(
     root: Annotated[Path, typer.Option(help="where servers keep their data, logs and dev secrets")] = ROOT,
     nats_port: Annotated[int, typer.Option(help="embedded nats-server port")] = 4222,
     pg_port: Annotated[int, typer.Option(help="embedded PostgreSQL port")] = 54329,
+    replicas: Annotated[str, typer.Option(help="processes per service, e.g. routing=2,handling=2")] = "",
+    nats_cluster: Annotated[int, typer.Option(help="nats-server nodes: 3 for a JetStream cluster, R3 stream")] = 1,
 ) -> None:
     """Start NATS and PostgreSQL (unless NATS_URL / DATABASE_URL are set) and every service."""
-    stack = Stack(root, nats_port=nats_port, pg_port=pg_port)
+    stack = Stack(
+        root, nats_port=nats_port, pg_port=pg_port, replicas=parse_replicas(replicas), nats_cluster=nats_cluster
+    )
     stopping = threading.Event()
 
     def on_signal(signum: int, _: object) -> None:
@@ -46,7 +50,7 @@ def up(
         table.add_column("where")
         table.add_row("nats", env["NATS_URL"])
         table.add_row("postgres", _redact(env["DATABASE_URL"]))
-        for name in SERVICES:
+        for name in stack.names:
             table.add_row(name, stack.process(name).url)
         table.add_row("logs", str(root / "logs"))
         console.print(table)
@@ -60,6 +64,17 @@ def up(
         with console.status("stopping…"):
             stack.stop()
         console.print("stopped.")
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """`routing=2,handling=2` -> {"routing": 2, "handling": 2}; unknown services are refused."""
+    counts: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        service, _, count = item.partition("=")
+        if service not in SERVICES or not count.isdigit() or not 1 <= int(count) <= 16:
+            raise typer.BadParameter(f"{item!r}: expected <service>=<1..16>, service one of {', '.join(SERVICES)}")
+        counts[service] = int(count)
+    return counts
 
 
 def _redact(url: str) -> str:

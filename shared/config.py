@@ -15,6 +15,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_database_url: str = ""  # migrations; defaults to database_url
     nats_url: str = "nats://127.0.0.1:4222"  # a comma-separated list for a cluster
     nats_stream: str = "CASES"
+    stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1  # 3 on a three-node JetStream cluster
     subject_prefix: str = "case"
     http_host: str = "127.0.0.1"
     http_port: int = 8080

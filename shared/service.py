@@ -133,7 +133,7 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
     nc = await _retry("nats", lambda: connect(settings, _service_name(app)))
     app[NC] = nc
     app[JS] = nc.jetstream(timeout=10)
-    await _retry("stream", lambda: ensure_stream(app[JS], settings))
+    await _retry("stream", lambda: ensure_stream(app[JS], settings, settings.stream_replicas))
     yield
     with contextlib.suppress(Exception):
         await nc.drain()

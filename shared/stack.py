@@ -18,9 +18,10 @@ from pathlib import Path
 
 import msgspec
 
+from shared.cluster import NatsCluster
 from shared.db import AUDITOR_ROLE, SERVICE_ROLE, bootstrap, run_migrations, with_credentials
 from shared.pii import new_key
-from shared.servers import NatsServer, Postgres
+from shared.servers import NatsServer, Postgres, free_port
 
 # Start order; stopped in reverse. The relay first so that nothing waits on it.
 SERVICES = ("relay", "intake", "routing", "handling", "verification")
@@ -57,8 +58,9 @@ def load_secrets(root: Path) -> Secrets:
 
 
 class Process:
-    def __init__(self, name: str, port: int, env: dict[str, str], log_path: Path) -> None:
-        self.name = name
+    def __init__(self, name: str, port: int, env: dict[str, str], log_path: Path, service: str = "") -> None:
+        self.name = name  # `routing`, or `routing-2` for a second replica
+        self.service = service or name
         self.port = port
         self.env = env
         self.log_path = log_path
@@ -68,7 +70,7 @@ class Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"],
+                [sys.executable, "-m", f"services.{self.service}"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -118,6 +120,8 @@ class Stack:
         nats_port: int = 4222,
         pg_port: int = 54329,
         database: str = DATABASE,
+        replicas: dict[str, int] | None = None,
+        nats_cluster: int = 0,
     ) -> None:
         self.root = Path(root)
         self.base_env = dict(os.environ if env is None else env)
@@ -128,6 +132,9 @@ class Stack:
         self.nats: NatsServer | None = None
         self.postgres: Postgres | None = None
         self.processes: dict[str, Process] = {}
+        self.replicas = {name: max(1, (replicas or {}).get(name, 1)) for name in SERVICES}
+        self.nats_cluster_size = nats_cluster
+        self.nats_cluster: NatsCluster | None = None
         self.env: dict[str, str] = {}
 
     def start_infrastructure(self) -> dict[str, str]:
@@ -135,6 +142,10 @@ class Stack:
         self.root.mkdir(parents=True, exist_ok=True)
         secrets = load_secrets(self.root)
         env = dict(self.base_env)
+        if not env.get("NATS_URL") and self.nats_cluster_size > 1:
+            self.nats_cluster = NatsCluster(self.root / "nats-cluster", self.nats_cluster_size).start()
+            env["NATS_URL"] = self.nats_cluster.url
+            env.setdefault("STREAM_REPLICAS", "3")
         if not env.get("NATS_URL"):
             self.nats = NatsServer(self.root / "nats", self.nats_port).start()
             env["NATS_URL"] = self.nats.url
@@ -161,18 +172,33 @@ class Stack:
         )
         return env
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every process in start order: `routing`, `routing-2`, … for a service with replicas."""
+        return tuple(replica_name(s, i) for s in SERVICES for i in range(1, self.replicas[s] + 1))
+
+    def replicas_of(self, service: str) -> list[Process]:
+        return [self.process(replica_name(service, i)) for i in range(1, self.replicas[service] + 1)]
+
     def process(self, name: str) -> Process:
         if name not in self.processes:
+            service, _, nth = name.partition("-")
+            if name not in self.ports:  # another replica: its own port (HTTP is stateless)
+                base = self.ports[service]
+                self.ports[name] = base + 100 * (int(nth) - 1) if base == DEFAULT_PORTS[service] else free_port()
             env = {**self.env, "HTTP_PORT": str(self.ports[name])}
-            self.processes[name] = Process(name, self.ports[name], env, self.root / "logs" / f"{name}.log")
+            log_path = self.root / "logs" / f"{name}.log"
+            self.processes[name] = Process(name, self.ports[name], env, log_path, service)
         return self.processes[name]
 
-    def start_services(self, names: tuple[str, ...] = SERVICES, timeout: float = 60.0) -> None:
+    def start_services(self, names: tuple[str, ...] | None = None, timeout: float = 60.0) -> None:
+        names = self.names if names is None else names
         for name in names:
             self.process(name).start()
         self.wait_ready(names, timeout)
 
-    def wait_ready(self, names: tuple[str, ...] = SERVICES, timeout: float = 60.0) -> None:
+    def wait_ready(self, names: tuple[str, ...] | None = None, timeout: float = 60.0) -> None:
+        names = self.names if names is None else names
         deadline = time.monotonic() + timeout
         waiting = list(names)
         while waiting:
@@ -197,5 +223,11 @@ class Stack:
                 self.processes[name].stop()
         if self.nats is not None:
             self.nats.stop()
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
         if self.postgres is not None:
             self.postgres.stop()
+
+
+def replica_name(service: str, n: int) -> str:
+    return service if n == 1 else f"{service}-{n}"

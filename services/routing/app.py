@@ -10,6 +10,7 @@ from services.routing import api, handlers, views
 from services.routing.rules import load_calendar, load_policy
 from shared.auth import Role
 from shared.config import Settings
+from shared.leader import DEADLINE_WATCHER_LOCK, led
 from shared.openapi import op, serve
 from shared.service import SETTINGS, ServiceSpec, consumer_spec
 
@@ -59,5 +60,6 @@ def spec(settings: Settings) -> ServiceSpec:
         access=ACCESS,
         routes=routes,
         consumers=[(consumer_spec(settings, handlers.CONSUMER, *handlers.EVENT_TYPES), handlers.consumer)],
-        loops=[handlers.deadline_watcher],
+        # One replica fires deadlines at a time (ids are deterministic anyway: this saves work).
+        loops=[led(handlers.deadline_watcher, DEADLINE_WATCHER_LOCK, "deadline_watcher")],
     )

@@ -13,6 +13,7 @@ from services.verification.rules import load_kind_of
 from shared.auth import Role
 from shared.config import Settings
 from shared.consumer import Handler
+from shared.leader import DEFAULT_CLOSE_LOCK, led
 from shared.openapi import op, serve
 from shared.service import CLOCK, SETTINGS, ServiceSpec, consumer_spec
 
@@ -71,5 +72,5 @@ def spec(settings: Settings) -> ServiceSpec:
         access=ACCESS,
         routes=routes,
         consumers=[(consumer_spec(settings, handlers.CONSUMER, *EVENTS), _on_case_event)],
-        loops=[handlers.default_close_loop],
+        loops=[led(handlers.default_close_loop, DEFAULT_CLOSE_LOCK, "default_close")],
     )
