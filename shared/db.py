@@ -8,6 +8,7 @@ import asyncpg
 
 from shared.migrations import migrate
 
+OWNER_ROLE = "caseloop_owner"  # owns the schema and runs migrations; not a superuser
 SERVICE_ROLE = "caseloop_service"
 AUDITOR_ROLE = "caseloop_auditor"
 
@@ -26,22 +27,24 @@ def with_database(url: str, database: str) -> str:
 
 
 async def ensure_roles(admin: asyncpg.Connection, passwords: dict[str, str]) -> None:
-    """Login roles for the services and auditors; the migrations grant them their rights."""
+    """Login roles (never superuser) for the owner, services and auditors; migrations grant rights."""
     for role, password in passwords.items():
         exists = await admin.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", role)
         verb = "ALTER" if exists else "CREATE"
         # Identifiers and passwords cannot be bind parameters in role DDL.
         escaped = password.replace("'", "''")
-        await admin.execute(f"{verb} ROLE {role} LOGIN PASSWORD '{escaped}'")
+        await admin.execute(
+            f"{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD '{escaped}'"
+        )
 
 
-async def ensure_database(admin_url: str, name: str, template: str | None = None) -> bool:
+async def ensure_database(admin_url: str, name: str, template: str | None = None, owner: str | None = None) -> bool:
     """Create database `name` (optionally from a template) unless it exists; True if created."""
     conn = await asyncpg.connect(with_database(admin_url, "postgres"))
     try:
         if await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", name):
             return False
-        suffix = f" TEMPLATE {template}" if template else ""
+        suffix = (f" TEMPLATE {template}" if template else "") + (f" OWNER {owner}" if owner else "")
         await conn.execute(f'CREATE DATABASE "{name}"{suffix}')
         return True
     finally:
@@ -49,14 +52,45 @@ async def ensure_database(admin_url: str, name: str, template: str | None = None
 
 
 async def bootstrap(admin_url: str, database: str, passwords: dict[str, str]) -> list[str]:
-    """Roles, database and migrations, idempotently: safe on every start."""
+    """Roles, database and migrations, idempotently: safe on every start.
+
+    With a password for OWNER_ROLE, the database and every object in it belong to that role
+    and the migrations run as it, so no service or migration ever needs a superuser.
+    """
     conn = await asyncpg.connect(with_database(admin_url, "postgres"))
     try:
         await ensure_roles(conn, passwords)
     finally:
         await conn.close()
-    await ensure_database(admin_url, database)
-    return await run_migrations(with_database(admin_url, database))
+    owner = OWNER_ROLE if OWNER_ROLE in passwords else None
+    created = await ensure_database(admin_url, database, owner=owner)
+    if owner is None:
+        return await run_migrations(with_database(admin_url, database))
+    if not created:
+        await _adopt(with_database(admin_url, database), owner)
+    return await run_migrations(with_credentials(admin_url, owner, passwords[owner], database))
+
+
+async def _adopt(admin_url: str, owner: str) -> None:
+    """Hand a database made before the owner role existed (and its objects) to that role."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        database = await conn.fetchval("SELECT current_database()")
+        await conn.execute(f'ALTER DATABASE "{database}" OWNER TO {owner}')
+        for (name,) in await conn.fetch(
+            """SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v') AND c.relowner <> $1::regrole""",
+            owner,
+        ):
+            await conn.execute(f"ALTER TABLE {name} OWNER TO {owner}")
+        for (name,) in await conn.fetch(
+            """SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = 'public' AND p.proowner <> $1::regrole""",
+            owner,
+        ):
+            await conn.execute(f"ALTER FUNCTION {name} OWNER TO {owner}")
+    finally:
+        await conn.close()
 
 
 async def run_migrations(url: str) -> list[str]:

@@ -13,12 +13,22 @@ import asyncpg
 import pytest
 
 from shared.config import Settings
-from shared.db import AUDITOR_ROLE, SERVICE_ROLE, bootstrap, create_pool, ensure_database, with_credentials
+from shared.db import (
+    AUDITOR_ROLE,
+    OWNER_ROLE,
+    SERVICE_ROLE,
+    bootstrap,
+    create_pool,
+    ensure_database,
+    with_credentials,
+)
 from shared.eventstore import EventStore
 from shared.servers import NatsServer, Postgres
 
 SERVICE_PASSWORD = "service-test-password"
 AUDITOR_PASSWORD = "auditor-test-password"
+OWNER_PASSWORD = "owner-test-password"
+ROLE_PASSWORDS = {OWNER_ROLE: OWNER_PASSWORD, SERVICE_ROLE: SERVICE_PASSWORD, AUDITOR_ROLE: AUDITOR_PASSWORD}
 TEMPLATE = "caseloop_template"
 _counter = itertools.count(1)
 
@@ -33,7 +43,7 @@ def servers_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def postgres(servers_dir: Path) -> Iterator[Postgres]:
     server = Postgres(servers_dir / "pg").start()
-    asyncio.run(bootstrap(server.url(), TEMPLATE, {SERVICE_ROLE: SERVICE_PASSWORD, AUDITOR_ROLE: AUDITOR_PASSWORD}))
+    asyncio.run(bootstrap(server.url(), TEMPLATE, ROLE_PASSWORDS))
     yield server
     server.stop()
 
@@ -50,7 +60,8 @@ class Database:
 
     def __init__(self, postgres: Postgres, name: str) -> None:
         self.name = name
-        self.admin_url = postgres.url(name)
+        self.admin_url = postgres.url(name)  # the superuser: tests that inspect the server itself
+        self.owner_url = with_credentials(self.admin_url, OWNER_ROLE, OWNER_PASSWORD)
         self.url = with_credentials(self.admin_url, SERVICE_ROLE, SERVICE_PASSWORD)
         self.auditor_url = with_credentials(self.admin_url, AUDITOR_ROLE, AUDITOR_PASSWORD)
 
@@ -58,7 +69,7 @@ class Database:
 @pytest.fixture
 async def database(postgres: Postgres) -> Database:
     name = f"t{os.getpid()}_{next(_counter)}"
-    await ensure_database(postgres.url(), name, template=TEMPLATE)
+    await ensure_database(postgres.url(), name, template=TEMPLATE, owner=OWNER_ROLE)
     return Database(postgres, name)
 
 
@@ -67,7 +78,7 @@ def settings(database: Database, nats_server: NatsServer) -> Settings:
     n = next(_counter)
     return Settings(
         database_url=database.url,
-        admin_database_url=database.admin_url,
+        admin_database_url=database.owner_url,
         nats_url=nats_server.url,
         nats_stream=f"T{os.getpid()}_{n}",
         subject_prefix=f"t{os.getpid()}_{n}",

@@ -1,0 +1,82 @@
+"""The database roles: the owner migrates without being a superuser, services append and read,
+auditors only read; nobody but the owner changes the schema, and nobody rewrites an event.
+"""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from shared.db import OWNER_ROLE
+from shared.eventstore import EventStore, case_stream
+from tests import examples
+from tests.conftest import Database
+
+REFUSED = (asyncpg.InsufficientPrivilegeError,)
+
+
+async def test_the_owner_owns_everything_and_is_not_a_superuser(database: Database) -> None:
+    conn = await asyncpg.connect(database.owner_url)
+    try:
+        flags = await conn.fetchrow(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = $1", OWNER_ROLE
+        )
+        owners = await conn.fetch(
+            """SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"""
+        )
+    finally:
+        await conn.close()
+    assert flags is not None and not any(flags.values())
+    assert [r["owner"] for r in owners] == [OWNER_ROLE]
+
+
+async def test_a_service_appends_and_reads_but_cannot_update_delete_or_truncate_events(
+    database: Database, store: EventStore
+) -> None:
+    case_id = uuid4()
+    await store.append(
+        case_stream(case_id), [examples.case_reported(case_id=case_id)], expected_version=0, metadata=examples.METADATA
+    )
+    conn = await asyncpg.connect(database.url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM events") == 1
+        for statement in (
+            "UPDATE events SET type = 'Forged'",
+            "DELETE FROM events",
+            "TRUNCATE events",
+            "CREATE TABLE mine (x int)",
+            "ALTER TABLE events DISABLE TRIGGER ALL",
+            "DROP TABLE case_view",
+            "INSERT INTO backend_keys (keyid, sub, public_key) VALUES ('k', 'evil', '\\x00'::bytea)",
+            "UPDATE pii_reads SET purpose = 'nothing'",
+            "DELETE FROM pii_reads",
+        ):
+            with pytest.raises(REFUSED):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_an_auditor_reads_the_log_and_writes_nothing(database: Database, store: EventStore) -> None:
+    case_id = uuid4()
+    await store.append(
+        case_stream(case_id), [examples.case_reported(case_id=case_id)], expected_version=0, metadata=examples.METADATA
+    )
+    conn = await asyncpg.connect(database.auditor_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM events") == 1
+        assert await conn.fetchval("SELECT count(*) FROM pii_reads") == 0
+        for statement in (
+            "INSERT INTO pii_reads (actor, case_id, purpose) VALUES ('a', gen_random_uuid(), 'x')",
+            "UPDATE case_view SET status = 'closed'",
+            "DELETE FROM inbox",
+            "SELECT wrapped_key FROM reporter_keys",
+            "UPDATE events SET type = 'Forged'",
+        ):
+            with pytest.raises(REFUSED):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
