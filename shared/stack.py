@@ -166,6 +166,12 @@ class Stack:
         env.setdefault("JWT_SECRET", secrets.jwt_secret)
         env.setdefault("PII_KEY", secrets.pii_key)
         env.setdefault("BLIND_INDEX_KEY", secrets.blind_index_key)
+        # The checkpoint signing key lives outside the database, where no database role can read it.
+        env.setdefault("CHECKPOINT_KEY_FILE", str(self.root / "checkpoint.key"))
+        if not Path(env["CHECKPOINT_KEY_FILE"]).exists():
+            from shared.audit.signing import new_key_file
+
+            new_key_file(Path(env["CHECKPOINT_KEY_FILE"]))
         self.env = env
         (self.root / "stack.json").write_text(
             json.dumps({"nats_url": env["NATS_URL"], "ports": self.ports, "pid": os.getpid()})

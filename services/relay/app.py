@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import structlog
 from aiohttp import web
 
+from shared.audit.checkpointer import Checkpointer
+from shared.audit.signing import load_key
 from shared.config import Settings
 from shared.relay import Relay
-from shared.service import JS, SETTINGS, STORE, ServiceSpec
+from shared.service import CLOCK, JS, SETTINGS, STORE, ServiceSpec
 
 
 async def relay_loop(app: web.Application, stop: asyncio.Event) -> None:
@@ -23,5 +27,21 @@ async def relay_loop(app: web.Application, stop: asyncio.Event) -> None:
     await relay.run(stop)
 
 
+async def checkpoint_loop(app: web.Application, stop: asyncio.Event) -> None:
+    """Sign the whole log's head every N events or M seconds (only the active checkpointer signs)."""
+    settings = app[SETTINGS]
+    if not settings.checkpoint_key_file:
+        structlog.get_logger().warning("checkpoints_disabled", reason="CHECKPOINT_KEY_FILE is not set")
+        return
+    checkpointer = Checkpointer(
+        app[STORE],
+        load_key(Path(settings.checkpoint_key_file)),
+        every_events=settings.checkpoint_events,
+        every_seconds=settings.checkpoint_seconds,
+        clock=app[CLOCK],
+    )
+    await checkpointer.run(stop)
+
+
 def spec(settings: Settings) -> ServiceSpec:
-    return ServiceSpec(name="relay", access={}, routes=lambda app: None, loops=[relay_loop])
+    return ServiceSpec(name="relay", access={}, routes=lambda app: None, loops=[relay_loop, checkpoint_loop])
