@@ -13,12 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shared.audit.cli import audit_app
+from shared.audit.projections_cli import projections_app
 from shared.auth import Role, issue_token
 from shared.stack import SERVICES, Stack, load_secrets
 
 app = typer.Typer(help="caseloop: closed-loop case management for a city's command centre.", no_args_is_help=True)
 console = Console()
 ROOT = Path(os.environ.get("CASELOOP_HOME", ".caseloop"))
+app.add_typer(audit_app, name="audit")
+app.add_typer(projections_app, name="projections")
 
 
 @app.command()
@@ -144,7 +148,10 @@ def demo(
     policy = load_policy(os.environ.get("RULES_PATH") or None)
     categories = [c for c in policy.categories if c != "background_check"]
     grids = list(policy.grids)
-    outcomes = asyncio.run(run_demo(urls, secret, cases, categories, grids, timeout))
+    from shared.devsetup import load_dev_backend
+
+    backend_key = load_dev_backend(root)  # `caseloop up` made and registered it
+    outcomes = asyncio.run(run_demo(urls, secret, cases, categories, grids, timeout, backend_key=backend_key))
     table = Table(title=f"{len(outcomes)} cases")
     for column in ("case", "category", "status", "rounds", "returns", "failed checks", "by hand"):
         table.add_column(column)

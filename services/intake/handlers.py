@@ -387,10 +387,12 @@ async def on_case_event(tx: Transaction, msg: Delivered) -> None:
             msg.event.repeat_count,
         )
         return
-    case, version = await tx.load(msg.case_id)
+    rows = await tx.read_stream(case_stream(msg.case_id))
+    case = replay(r.event() for r in rows)
     if not case.exists:
         return
-    await project_case(tx.conn, case, version, msg.recorded_at)
+    # updated_at is the last event's time, not the message's: a rebuild from the log gives the same row.
+    await project_case(tx.conn, case, rows[-1].version, rows[-1].recorded_at)
 
 
 async def project_case(conn: Any, case: Case, version: int, at: datetime) -> None:
