@@ -135,6 +135,7 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     type: str
     event_id: UUID
+    happened_at: datetime | None = None  # the event data's own time (a report's occurrence), if it has one
     recorded_at: datetime
     actor: str
     correlation_id: UUID

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.intake import api, handlers
+from services.intake import api, handlers, history
 from shared.auth import READERS, Role
 from shared.config import Settings
 from shared.openapi import op, serve
@@ -46,7 +46,7 @@ def routes(app: web.Application) -> None:
     app.router.add_post("/v1/reports", handlers.post_report, name="post_report")
     app.router.add_get("/v1/cases", handlers.list_cases, name="list_cases")
     app.router.add_get("/v1/cases/{id}", handlers.get_case, name="get_case")
-    app.router.add_get("/v1/cases/{id}/history", handlers.get_history, name="get_history")
+    app.router.add_get("/v1/cases/{id}/history", history.get_history, name="get_history")
     app.router.add_post("/v1/cases/{id}/cancel", handlers.cancel_case, name="cancel_case")
     app.router.add_post("/v1/cases/{id}/rating", handlers.rate_case, name="rate_case")
     app.cleanup_ctx.append(_vault)

@@ -240,33 +240,6 @@ async def _reporter_view(request: web.Request, principal: Principal, case: Case)
     return (plain if sees_personal_data(principal, case) else masked(plain)), False
 
 
-async def get_history(request: web.Request) -> web.Response:
-    _, _, rows = await _readable_case(request)
-    entries = [
-        api.HistoryEntry(
-            position=r.position,
-            version=r.version,
-            type=r.type,
-            event_id=r.event_id,
-            recorded_at=r.recorded_at,
-            actor=r.metadata.actor,
-            correlation_id=r.metadata.correlation_id,
-            causation_id=r.metadata.causation_id,
-            data=_public_data(r.data),
-            hash=r.hash.hex(),
-        )
-        for r in rows
-    ]
-    return json_response(api.History(case_id=uuid_param(request), version=rows[-1].version, events=entries))
-
-
-def _public_data(data: str) -> dict[str, Any]:
-    decoded: dict[str, Any] = msgspec.json.decode(data)
-    if isinstance(decoded.get("reporter"), dict):
-        decoded["reporter"] = {"ref": decoded["reporter"].get("ref"), "sealed": True}
-    return decoded
-
-
 async def list_cases(request: web.Request) -> web.Response:
     principal = principal_of(request)
     query = parse_query(request, api.CasesQuery)

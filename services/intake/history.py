@@ -1,0 +1,63 @@
+"""intake's history view: every event of a case with its metadata and hash, personal data masked.
+
+A reporter's sealed name and phone appear masked (`张*`, `138****1234`) unless the caller's
+token carries the `pii` grant; once the reporter's key is erased they appear as erased.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from services.intake import api
+from services.intake.handlers import VAULT, _readable_case
+from shared.audit.timeline import event_time
+from shared.events import SealedReporter
+from shared.http import json_response, uuid_param
+from shared.pii import masked
+from shared.service import POOL
+
+
+async def get_history(request: web.Request) -> web.Response:
+    principal, _, rows = await _readable_case(request)
+    reporters: dict[str, dict[str, Any]] = {}
+    entries = []
+    for r in rows:
+        data: dict[str, Any] = msgspec.json.decode(r.data)
+        sealed = data.get("reporter")
+        if isinstance(sealed, dict):
+            key = str(sealed.get("ref"))
+            if key not in reporters:
+                reporters[key] = await _reporter(request, sealed, unmasked=principal.pii)
+            data["reporter"] = reporters[key]
+        entries.append(
+            api.HistoryEntry(
+                position=r.position,
+                version=r.version,
+                type=r.type,
+                event_id=r.event_id,
+                happened_at=event_time(r.event()),
+                recorded_at=r.recorded_at,
+                actor=r.metadata.actor,
+                correlation_id=r.metadata.correlation_id,
+                causation_id=r.metadata.causation_id,
+                data=data,
+                hash=r.hash.hex(),
+            )
+        )
+    return json_response(api.History(case_id=uuid_param(request), version=rows[-1].version, events=entries))
+
+
+async def _reporter(request: web.Request, sealed: dict[str, Any], *, unmasked: bool) -> dict[str, Any]:
+    try:
+        reporter = msgspec.convert(sealed, SealedReporter)
+    except msgspec.ValidationError:
+        return {"ref": sealed.get("ref"), "sealed": True}
+    async with request.app[POOL].acquire() as conn:
+        plain = await request.app[VAULT].unseal(conn, reporter)
+    if plain is None:
+        return {"ref": str(reporter.ref), "erased": True}
+    shown = plain if unmasked else masked(plain)
+    return {"ref": str(reporter.ref), "name": shown.name, "phone": shown.phone, "masked": not unmasked}
