@@ -250,7 +250,9 @@ def evolve(case: Case, event: CaseEvent) -> Case:
             if assignment.department not in departments:
                 departments = (*departments, assignment.department)
             status = Status.DISPATCHED if case.status is Status.AWAITING_DISPATCH else case.status
-            return replace(case, tasks=tasks, departments=departments, status=status, queued_reason="")
+            dispatched = replace(case, tasks=tasks, departments=departments, status=status, queued_reason="")
+            # A reassigned accepted task takes "in progress" with it when it was the only one started.
+            return replace(dispatched, status=_after_task_change(dispatched))
         case TaskAccepted(task_id=task_id):
             accepted = _with_task(case, task_id, status=TaskStatus.ACCEPTED)
             return replace(accepted, status=_after_task_change(accepted))

@@ -118,10 +118,11 @@ def token(
 
 @app.command()
 def migrate() -> None:
-    """Apply pending migrations to ADMIN_DATABASE_URL (or DATABASE_URL)."""
+    """Apply pending migrations to ADMIN_DATABASE_URL (or DATABASE_URL; or their *_FILE)."""
+    from shared.config import Settings
     from shared.db import run_migrations
 
-    url = os.environ.get("ADMIN_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    url = Settings.from_env().migrations_url  # a deployment's secret files too (ADMIN_DATABASE_URL_FILE)
     if not url:
         raise typer.BadParameter("set DATABASE_URL (and ADMIN_DATABASE_URL for the owner role)")
     applied = asyncio.run(run_migrations(url))
