@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 
 import jwt
@@ -118,9 +118,19 @@ def principal_of(request: web.Request) -> Principal:
 
 
 def auth_middleware(
-    access: Mapping[str, frozenset[Role]], *, secret: str, issuer: str, audience: str
+    access: Mapping[str, frozenset[Role]],
+    *,
+    secret: str,
+    issuer: str,
+    audience: str,
+    signed: Callable[[web.Request], Awaitable[Principal]] | None = None,
 ) -> web.middleware:  # type: ignore[valid-type]
-    """Authenticate, then allow by the route's entry in `access`. No entry: denied."""
+    """Authenticate, then allow by the route's entry in `access`. No entry: denied.
+
+    A request carrying `Signature-Input` is a backend's signed call, checked by `signed`
+    (shared/backends.py); staff send bearer tokens. A bearer token for a reporter_backend
+    is refused: backends must sign.
+    """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -128,11 +138,18 @@ def auth_middleware(
         name = route.name or ""
         if name in PUBLIC_ROUTES or route.resource is None:  # unmatched routes 404/405 as usual
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise unauthorized("a Bearer token is required")
-        principal = verify_token(token.strip(), secret, issuer=issuer, audience=audience)
+        if "Signature-Input" in request.headers or "Signature" in request.headers:
+            if signed is None:
+                raise unauthorized("signed calls are not accepted here")
+            principal = await signed(request)
+        else:
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise unauthorized("a Bearer token is required")
+            principal = verify_token(token.strip(), secret, issuer=issuer, audience=audience)
+            if principal.role is Role.REPORTER_BACKEND:
+                raise unauthorized("a reporter_backend must sign its calls (RFC 9421), not send a bearer token")
         allowed = access.get(name, frozenset())
         if principal.role not in allowed:
             raise forbidden(f"{principal.role} may not {request.method} {route.resource.canonical}")

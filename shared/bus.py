@@ -119,6 +119,11 @@ async def connect(settings: Settings, name: str, **callbacks: Any) -> NATS:
         "disconnected_cb": on_disconnected,
         "reconnected_cb": on_reconnected,
     }
+    if settings.nats_user:
+        # Each user may only subscribe below its own inbox prefix: nobody reads another's replies.
+        options.update(
+            user=settings.nats_user, password=settings.nats_password, inbox_prefix=inbox_of(settings.nats_user)
+        )
     options.update(callbacks)
     return await nats.connect(
         servers=settings.nats_servers,
@@ -131,6 +136,10 @@ async def connect(settings: Settings, name: str, **callbacks: Any) -> NATS:
         allow_reconnect=True,
         **options,
     )
+
+
+def inbox_of(user: str) -> str:
+    return f"_INBOX_{user}"
 
 
 def stream_config(settings: Settings, replicas: int = 1) -> StreamConfig:
@@ -152,9 +161,12 @@ async def ensure_stream(js: JetStreamContext, settings: Settings, replicas: int 
     """Create the event stream, or bring an existing one to our configuration."""
     config = stream_config(settings, replicas)
     try:
-        await js.stream_info(settings.nats_stream)
+        info = await js.stream_info(settings.nats_stream)
     except NotFoundError:
         await js.add_stream(config)
         log.info("stream_created", stream=settings.nats_stream)
         return
-    await js.update_stream(config)
+    # Update only what differs: a service's NATS user may read the stream's info but not change it.
+    fields = ("subjects", "retention", "storage", "num_replicas", "max_age", "discard", "duplicate_window")
+    if any(getattr(info.config, f) != getattr(config, f) for f in fields) or not info.config.deny_delete:
+        await js.update_stream(config)

@@ -30,6 +30,7 @@ from shared.events import (
     DeadlineWarned,
     Device,
     Location,
+    ReporterErased,
     SealedReporter,
     Source,
     TaskAccepted,
@@ -122,6 +123,7 @@ class Case(msgspec.Struct, frozen=True, kw_only=True):
     location: Location = Location()
     reported_at: datetime | None = None
     reporter: SealedReporter | None = None
+    reporter_erased: bool = False  # ReporterErased: the sealed reporter is dropped from the fold
     attachments: tuple[Attachment, ...] = ()
     device: Device | None = None
     created_by: str = ""
@@ -231,6 +233,8 @@ def evolve(case: Case, event: CaseEvent) -> Case:
             return replace(case, status=Status.MERGED, merged_into=into, tasks=_withdraw(case.tasks))
         case CaseRated(score=score):
             return replace(case, rating=score)
+        case ReporterErased():
+            return replace(case, reporter=None, reporter_erased=True)
         case CaseQueued(reason=reason):
             return replace(case, status=Status.AWAITING_DISPATCH, queued_reason=reason)
         case CaseDispatched():

@@ -16,6 +16,7 @@ from rich.table import Table
 from shared.audit.cli import audit_app
 from shared.audit.projections_cli import projections_app
 from shared.auth import Role, issue_token
+from shared.security_cli import backends_app, privacy_app
 from shared.stack import SERVICES, Stack, load_secrets
 
 app = typer.Typer(help="caseloop: closed-loop case management for a city's command centre.", no_args_is_help=True)
@@ -23,6 +24,8 @@ console = Console()
 ROOT = Path(os.environ.get("CASELOOP_HOME", ".caseloop"))
 app.add_typer(audit_app, name="audit")
 app.add_typer(projections_app, name="projections")
+app.add_typer(backends_app, name="backends")
+app.add_typer(privacy_app, name="privacy")
 
 
 @app.command()

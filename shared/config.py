@@ -14,6 +14,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = ""
     admin_database_url: str = ""  # migrations; defaults to database_url
     nats_url: str = "nats://127.0.0.1:4222"  # a comma-separated list for a cluster
+    nats_user: str = ""  # this process's NATS user (each service has its own, with subject permissions)
+    nats_password: str = ""
     nats_stream: str = "CASES"
     stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1  # 3 on a three-node JetStream cluster
     subject_prefix: str = "case"
@@ -33,6 +35,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a reporter has to confirm a fix before the case closes by default.
     reporter_confirm_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 365)] = 72.0
     max_body_bytes: int = 64 * 1024
+    # Per caller (token bucket in each process) and per reporter (a day, by the phone's blind index).
+    rate_per_second: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+    rate_burst: Annotated[int, msgspec.Meta(ge=1)] = 200
+    reporter_daily_limit: Annotated[int, msgspec.Meta(ge=1)] = 20
     max_deliver: int = 5
     ack_wait: float = 30.0
     nak_delay: float = 0.5

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from shared.auth import Role, issue_token
+from shared.signing import BackendKey, sign_request
 
 EVIDENCE = [{"url": "https://files.example/photo.jpg", "sha256": "0" * 64, "media_type": "image/jpeg"}]
 SURNAMES = "王李张刘陈杨黄赵吴周"
@@ -33,12 +35,14 @@ class Outcome:
     dispatched_by_hand: bool = False
     status: str = "reported"
     rounds: int = 0
+    reporter_phone: str = ""  # kept in memory only: tests look for it where it must not be
 
 
 @dataclass
 class Demo:
     urls: dict[str, str]
     secret: str
+    backend_key: BackendKey  # the mini-program backend signs its calls
     session: aiohttp.ClientSession
     categories: list[str]
     grids: list[str]
@@ -49,15 +53,21 @@ class Demo:
     def token(self, role: Role, **claims: Any) -> str:
         return issue_token(self.secret, sub=claims.pop("sub", f"demo-{role}"), role=role, **claims)
 
-    async def call(self, method: str, service: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    async def call(
+        self, method: str, service: str, path: str, token: str | BackendKey, body: Any = None
+    ) -> tuple[int, Any]:
+        url, data = self.urls[service] + path, msgspec.json.encode(body) if body is not None else b""
         for _ in range(300):  # a view not caught up yet, or a service restarting: try again shortly
+            headers = {"Content-Type": "application/json"}
+            if isinstance(token, BackendKey):  # the backend signs each request, afresh on each retry
+                headers = sign_request(method, url, headers, data, token.key_id, token.private_key())
+            else:
+                headers["Authorization"] = f"Bearer {token}"
             try:
-                async with self.session.request(
-                    method, self.urls[service] + path, json=body, headers={"Authorization": f"Bearer {token}"}
-                ) as response:
+                async with self.session.request(method, url, data=data or None, headers=headers) as response:
                     answer = await response.json(content_type=None)
-                    if response.status in (404, 503) or response.status >= 500:
-                        await asyncio.sleep(0.1)
+                    if response.status in (404, 429, 503) or response.status >= 500:
+                        await asyncio.sleep(float(response.headers.get("Retry-After", "0.1")))
                         continue
                     return response.status, answer
             except (aiohttp.ClientError, TimeoutError):
@@ -77,11 +87,10 @@ class Demo:
                 "phone": random.choice(MOBILE_PREFIXES) + f"{random.randrange(10**8):08d}",
             },
         }
-        backend = self.token(Role.REPORTER_BACKEND, sub="demo-miniprogram")
-        status, answer = await self.call("POST", "intake", "/v1/reports", backend, body)
+        status, answer = await self.call("POST", "intake", "/v1/reports", self.backend_key, body)
         if status != 201:
             raise RuntimeError(f"report refused: {status} {answer}")
-        return Outcome(case_id=answer["case_id"], category=category)
+        return Outcome(case_id=answer["case_id"], category=category, reporter_phone=body["reporter"]["phone"])
 
     async def play(self, outcome: Outcome, deadline: float) -> Outcome:
         """Act on the case as each actor would, until it ends (or time runs out)."""
@@ -128,7 +137,7 @@ class Demo:
             return
         base = f"/v1/verifications/{verification['id']}"
         if verification["kind"] == "reporter":
-            token = self.token(Role.REPORTER_BACKEND, sub="demo-miniprogram")
+            token: str | BackendKey = self.backend_key
         else:
             grid = verification["grid"] or case["location"]["grid"]
             token = self.token(Role.GRID_WORKER, sub=f"demo-gw-{grid}", grids=(grid,))
@@ -142,12 +151,21 @@ class Demo:
 
 
 async def run_demo(
-    urls: dict[str, str], secret: str, cases: int, categories: list[str], grids: list[str], timeout: float = 300
+    urls: dict[str, str],
+    secret: str,
+    cases: int,
+    categories: list[str],
+    grids: list[str],
+    timeout: float = 300,
+    *,
+    backend_key: BackendKey,
 ) -> list[Outcome]:
     from rich.progress import Progress
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        demo = Demo(urls=urls, secret=secret, session=session, categories=categories, grids=grids)
+        demo = Demo(
+            urls=urls, secret=secret, backend_key=backend_key, session=session, categories=categories, grids=grids
+        )
         with Progress() as progress:
             reporting = progress.add_task("reports posted", total=cases)
             ending = progress.add_task("cases ended", total=cases)

@@ -229,6 +229,16 @@ class CaseReopened(Event, frozen=True):
     departments: tuple[str, ...]
 
 
+class ReporterErased(Event, frozen=True):
+    """The reporter `ref`'s data key was deleted: their sealed name and phone are gone for good.
+
+    Appended to each case that reporter reported, so the case's own history says so and every
+    consumer (read models, departments' systems) drops whatever it derived from them.
+    """
+
+    ref: UUID
+
+
 CaseEvent = (
     CaseReported
     | AlarmRepeated
@@ -252,6 +262,7 @@ CaseEvent = (
     | VerificationFailed
     | CaseClosed
     | CaseReopened
+    | ReporterErased
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in CaseEvent.__args__}  # type: ignore[attr-defined]

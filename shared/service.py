@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -16,7 +17,8 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from shared.auth import Role, auth_middleware
+from shared.auth import Principal, Role, auth_middleware
+from shared.backends import SignedCallers
 from shared.bus import connect, ensure_stream
 from shared.clock import Clock, clock_from
 from shared.config import Settings
@@ -25,6 +27,7 @@ from shared.db import create_pool
 from shared.eventstore import EventStore
 from shared.http import json_response, problems_middleware
 from shared.log import configure_logging
+from shared.ratelimit import TokenBuckets, rate_limit_middleware
 
 log = structlog.get_logger()
 
@@ -75,7 +78,9 @@ def build(settings: Settings, spec: ServiceSpec, clock: Clock | None = None) -> 
                 secret=settings.jwt_secret,
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
+                signed=partial(_signed, SignedCallers()),
             ),
+            rate_limit_middleware(TokenBuckets(settings.rate_per_second, settings.rate_burst)),
         ],
     )
     app[SETTINGS] = settings
@@ -90,6 +95,10 @@ def build(settings: Settings, spec: ServiceSpec, clock: Clock | None = None) -> 
     app.on_shutdown.append(_not_ready)
     app.cleanup_ctx.extend([_postgres, _nats, _runner(spec)])
     return app
+
+
+async def _signed(callers: SignedCallers, request: web.Request) -> Principal:
+    return await callers.authenticate(request, request.app[POOL])
 
 
 async def healthz(request: web.Request) -> web.Response:

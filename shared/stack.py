@@ -19,7 +19,10 @@ from pathlib import Path
 import msgspec
 
 from shared.cluster import NatsCluster
-from shared.db import AUDITOR_ROLE, SERVICE_ROLE, bootstrap, run_migrations, with_credentials
+from shared.config import Settings
+from shared.db import AUDITOR_ROLE, OWNER_ROLE, SERVICE_ROLE, bootstrap, run_migrations, with_credentials
+from shared.devsetup import departments, nats_passwords, provision_nats, register_dev_backend
+from shared.natsauth import ADMIN, server_conf
 from shared.pii import new_key
 from shared.servers import NatsServer, Postgres, free_port
 
@@ -35,14 +38,23 @@ class Secrets(msgspec.Struct, frozen=True, kw_only=True):
     blind_index_key: str
     service_password: str
     auditor_password: str
+    owner_password: str = ""  # the schema's owner: migrations only
+    nats_passwords: dict[str, str] = {}  # per NATS user: admin, each service, each department
 
 
 def load_secrets(root: Path) -> Secrets:
     """Development secrets, generated on first run and kept (0600) under the stack's folder."""
+    import secrets as token
+
     path = root / "secrets.json"
     if path.exists():
-        return msgspec.json.decode(path.read_bytes(), type=Secrets)
-    import secrets as token
+        known = msgspec.json.decode(path.read_bytes(), type=Secrets)
+        if known.owner_password:
+            return known
+        # Secrets from before the owner role: add it, keep the rest.
+        made = msgspec.structs.replace(known, owner_password=token.token_urlsafe(24))
+        path.write_bytes(msgspec.json.encode(made))
+        return made
 
     made = Secrets(
         jwt_secret=token.token_urlsafe(32),
@@ -50,6 +62,7 @@ def load_secrets(root: Path) -> Secrets:
         blind_index_key=new_key(),
         service_password=token.token_urlsafe(24),
         auditor_password=token.token_urlsafe(24),
+        owner_password=token.token_urlsafe(24),
     )
     root.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.encode(made))
@@ -136,6 +149,7 @@ class Stack:
         self.nats_cluster_size = nats_cluster
         self.nats_cluster: NatsCluster | None = None
         self.env: dict[str, str] = {}
+        self.nats_passwords: dict[str, str] = {}
 
     def start_infrastructure(self) -> dict[str, str]:
         """Servers (unless NATS_URL / DATABASE_URL point elsewhere), roles, migrations."""
@@ -147,8 +161,7 @@ class Stack:
             env["NATS_URL"] = self.nats_cluster.url
             env.setdefault("STREAM_REPLICAS", "3")
         if not env.get("NATS_URL"):
-            self.nats = NatsServer(self.root / "nats", self.nats_port).start()
-            env["NATS_URL"] = self.nats.url
+            self._start_nats(env, secrets)
         if not env.get("DATABASE_URL"):
             self.postgres = Postgres(self.root / "postgres", self.pg_port).start()
             admin = self.postgres.url(self.database)
@@ -156,10 +169,14 @@ class Stack:
                 bootstrap(
                     admin,
                     self.database,
-                    {SERVICE_ROLE: secrets.service_password, AUDITOR_ROLE: secrets.auditor_password},
+                    {
+                        OWNER_ROLE: secrets.owner_password,
+                        SERVICE_ROLE: secrets.service_password,
+                        AUDITOR_ROLE: secrets.auditor_password,
+                    },
                 )
             )
-            env["ADMIN_DATABASE_URL"] = admin
+            env["ADMIN_DATABASE_URL"] = with_credentials(admin, OWNER_ROLE, secrets.owner_password)
             env["DATABASE_URL"] = with_credentials(admin, SERVICE_ROLE, secrets.service_password)
         else:
             asyncio.run(run_migrations(env.get("ADMIN_DATABASE_URL") or env["DATABASE_URL"]))
@@ -172,11 +189,35 @@ class Stack:
             from shared.audit.signing import new_key_file
 
             new_key_file(Path(env["CHECKPOINT_KEY_FILE"]))
+        # A development backend's signing key: reporter_backend calls must be signed.
+        if env.get("ADMIN_DATABASE_URL"):  # keys are registered by the owner; services only read them
+            asyncio.run(register_dev_backend(env["ADMIN_DATABASE_URL"], self.root))
         self.env = env
         (self.root / "stack.json").write_text(
             json.dumps({"nats_url": env["NATS_URL"], "ports": self.ports, "pid": os.getpid()})
         )
         return env
+
+    def _start_nats(self, env: dict[str, str], secrets: Secrets) -> None:
+        """One nats-server with a user per service and department, then the stream (as admin)."""
+        settings = Settings.from_env(env)
+        names = departments(settings.rules_path)
+        passwords = nats_passwords(secrets.nats_passwords, names)
+        if passwords != secrets.nats_passwords:
+            path = self.root / "secrets.json"
+            path.write_bytes(msgspec.json.encode(msgspec.structs.replace(secrets, nats_passwords=passwords)))
+        conf = server_conf(passwords, settings.nats_stream, settings.subject_prefix)
+        self.nats = NatsServer(self.root / "nats", self.nats_port, extra_conf=conf).start()
+        env["NATS_URL"] = self.nats.url
+        self.nats_passwords = passwords
+        asyncio.run(provision_nats(self.nats.url, passwords[ADMIN], settings, names))
+
+    @property
+    def nats_admin(self) -> dict[str, str]:
+        """Connection options for the admin NATS user (tests, provisioning); {} without auth."""
+        if not self.nats_passwords:
+            return {}
+        return {"user": ADMIN, "password": self.nats_passwords[ADMIN]}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -193,6 +234,8 @@ class Stack:
                 base = self.ports[service]
                 self.ports[name] = base + 100 * (int(nth) - 1) if base == DEFAULT_PORTS[service] else free_port()
             env = {**self.env, "HTTP_PORT": str(self.ports[name])}
+            if self.nats_passwords:  # each service connects as its own NATS user
+                env.update(NATS_USER=service, NATS_PASSWORD=self.nats_passwords[service])
             log_path = self.root / "logs" / f"{name}.log"
             self.processes[name] = Process(name, self.ports[name], env, log_path, service)
         return self.processes[name]

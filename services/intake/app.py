@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.intake import api, handlers, history
+from services.intake import api, handlers, history, privacy
 from shared.auth import READERS, Role
 from shared.config import Settings
 from shared.openapi import op, serve
@@ -21,6 +21,7 @@ ACCESS: dict[str, frozenset[Role]] = {
     "list_cases": READERS,
     "cancel_case": frozenset({Role.REPORTER_BACKEND, Role.DISPATCHER}),
     "rate_case": frozenset({Role.REPORTER_BACKEND}),
+    "list_pii_reads": frozenset({Role.AUDITOR, Role.SUPERVISOR}),
 }
 
 # fmt: off
@@ -37,6 +38,8 @@ OPERATIONS = [
        responses={200: api.CommandDone}, errors=(409, 503)),
     op("POST", "/v1/cases/{id}/rating", "rate_case", "Rate a closed case", body=api.RatingIn,
        responses={200: api.CommandDone}, errors=(409, 503)),
+    op("GET", "/v1/pii-reads", "list_pii_reads", "Who read reporters' personal data unmasked, and why",
+       query=privacy.PiiReadsQuery, responses={200: privacy.PiiReadPage}),
 ]
 # fmt: on
 
@@ -49,6 +52,7 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/v1/cases/{id}/history", history.get_history, name="get_history")
     app.router.add_post("/v1/cases/{id}/cancel", handlers.cancel_case, name="cancel_case")
     app.router.add_post("/v1/cases/{id}/rating", handlers.rate_case, name="rate_case")
+    app.router.add_get("/v1/pii-reads", privacy.list_pii_reads, name="list_pii_reads")
     app.cleanup_ctx.append(_vault)
 
 

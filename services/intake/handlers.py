@@ -12,16 +12,16 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from services.intake import api
+from services.intake import api, privacy
 from services.intake.decide import CancelCase, RateCase, RepeatAlarm, ReportCase, decide
-from shared.access import can_read_case, sees_personal_data
+from shared.access import can_read_case
 from shared.auth import Principal, Role, forbidden, principal_of
 from shared.bus import Delivered
 from shared.case import Case, Refused, replay
 from shared.events import AlarmRepeated, Attachment, Device, Location
 from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
 from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
-from shared.pii import Reporter, Vault, masked
+from shared.pii import Reporter, Vault
 from shared.service import CLOCK, POOL, STORE
 
 log = structlog.get_logger()
@@ -63,6 +63,7 @@ async def post_report(request: web.Request) -> web.Response:
     _check_report(report)
 
     sealed = None
+    await privacy.count_report(request, request.app[VAULT], report.reporter.phone if report.reporter else None)
     if report.reporter and (report.reporter.name or report.reporter.phone):
         async with request.app[POOL].acquire() as conn:  # its own transaction: keys are created first
             sealed = await request.app[VAULT].seal(
@@ -231,13 +232,7 @@ async def get_case(request: web.Request) -> web.Response:
 
 
 async def _reporter_view(request: web.Request, principal: Principal, case: Case) -> tuple[Reporter | None, bool]:
-    if case.reporter is None:
-        return None, False
-    async with request.app[POOL].acquire() as conn:
-        plain = await request.app[VAULT].unseal(conn, case.reporter)
-    if plain is None:
-        return None, True
-    return (plain if sees_personal_data(principal, case) else masked(plain)), False
+    return await privacy.reporter_view(request, principal, case, request.app[VAULT])
 
 
 async def list_cases(request: web.Request) -> web.Response:

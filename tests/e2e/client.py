@@ -10,6 +10,8 @@ import aiohttp
 import msgspec
 
 from shared.auth import Role, issue_token
+from shared.devsetup import load_dev_backend
+from shared.signing import BackendKey, sign_request
 from tests.eventually import eventually
 
 EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
@@ -19,6 +21,7 @@ class StackInfo(msgspec.Struct, frozen=True):
     urls: dict[str, str]
     jwt_secret: str
     clock_file: Path
+    backend_key: BackendKey | None = None  # the stack's dev backend key (from its folder if None)
 
 
 class Api:
@@ -37,19 +40,22 @@ class Api:
         service: str,
         path: str,
         *,
-        token: str | None = None,
+        token: str | BackendKey | None = None,
         json: Any = None,
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         all_headers = dict(headers or {})
-        if token:
-            all_headers["Authorization"] = f"Bearer {token}"
+        url = self.info.urls[service] + path
+        if json is not None:
+            data, json = msgspec.json.encode(json), None
         if data is not None:
             all_headers.setdefault("Content-Type", "application/json")
-        async with self.session.request(
-            method, self.info.urls[service] + path, json=json, data=data, headers=all_headers
-        ) as response:
+        if isinstance(token, BackendKey):  # a backend signs its calls (RFC 9421)
+            all_headers = sign_request(method, url, all_headers, data or b"", token.key_id, token.private_key())
+        elif token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        async with self.session.request(method, url, data=data, headers=all_headers) as response:
             body = await response.read()
             content_type = response.headers.get("Content-Type", "")
             parsed = msgspec.json.decode(body) if body and "json" in content_type else body
@@ -57,8 +63,9 @@ class Api:
 
     # --- the actors -------------------------------------------------------------------
 
-    def backend(self) -> str:
-        return self.token(Role.REPORTER_BACKEND, sub="wechat-miniprogram")
+    def backend(self) -> BackendKey:
+        """The stack's registered backend: its calls are signed, not sent with a token."""
+        return self.info.backend_key or load_dev_backend(self.info.clock_file.parent)
 
     def dispatcher(self) -> str:
         return self.token(Role.DISPATCHER, sub="dispatcher-1")

@@ -11,25 +11,25 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from shared.db import SERVICE_ROLE, ensure_database, with_credentials
-from shared.servers import NatsServer, Postgres, free_port
+from shared.db import OWNER_ROLE, SERVICE_ROLE, ensure_database, with_credentials
+from shared.devsetup import load_dev_backend
+from shared.servers import Postgres, free_port
 from shared.stack import SERVICES, Stack, load_secrets
-from tests.conftest import SERVICE_PASSWORD, TEMPLATE
+from tests.conftest import OWNER_PASSWORD, SERVICE_PASSWORD, TEMPLATE
 from tests.e2e.client import Api, StackInfo
 
 
 @pytest.fixture(scope="module")
-def stack(postgres: Postgres, nats_server: NatsServer) -> Iterator[Stack]:
+def stack(postgres: Postgres) -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="caseloop-e2e-"))
     root.chmod(0o755)
     name = f"e2e_{os.getpid()}_{root.name[-8:].lower()}"
-    asyncio.run(ensure_database(postgres.url(), name, template=TEMPLATE))
+    asyncio.run(ensure_database(postgres.url(), name, template=TEMPLATE, owner=OWNER_ROLE))
     admin = postgres.url(name)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("NATS_")},
         "DATABASE_URL": with_credentials(admin, SERVICE_ROLE, SERVICE_PASSWORD),
-        "ADMIN_DATABASE_URL": admin,
-        "NATS_URL": nats_server.url,
+        "ADMIN_DATABASE_URL": with_credentials(admin, OWNER_ROLE, OWNER_PASSWORD),
         "NATS_STREAM": name.upper(),
         "SUBJECT_PREFIX": name,
         "CLOCK_FILE": str(root / "clock"),
@@ -38,7 +38,8 @@ def stack(postgres: Postgres, nats_server: NatsServer) -> Iterator[Stack]:
         "NAK_DELAY": "0.2",
         "REPORTER_CONFIRM_HOURS": "1",
     }
-    running = Stack(root, env=env, ports={service: free_port() for service in SERVICES})
+    # Its own nats-server, as `caseloop up` runs it: a user per service and department.
+    running = Stack(root, env=env, ports={service: free_port() for service in SERVICES}, nats_port=free_port())
     running.start_infrastructure()
     try:
         running.start_services()
@@ -53,6 +54,7 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
         urls={name: stack.process(name).url for name in SERVICES},
         jwt_secret=load_secrets(stack.root).jwt_secret,
         clock_file=stack.root / "clock",
+        backend_key=load_dev_backend(stack.root),
     )
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield Api(session, info)

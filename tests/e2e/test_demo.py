@@ -8,6 +8,7 @@ import pytest
 
 from services.routing.rules import load_policy
 from shared.demo import run_demo, summary
+from shared.devsetup import load_dev_backend
 from shared.stack import SERVICES, Stack, load_secrets
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +19,9 @@ async def test_the_demo_closes_every_case_through_returns_failed_checks_and_hand
     policy = load_policy()
     urls = {name: stack.process(name).url for name in SERVICES}
     categories = [c for c in policy.categories if c != "background_check"]
-    outcomes = await run_demo(urls, load_secrets(stack.root).jwt_secret, 34, categories, list(policy.grids), 240)
+    secret = load_secrets(stack.root).jwt_secret
+    backend_key = load_dev_backend(stack.root)
+    outcomes = await run_demo(urls, secret, 34, categories, list(policy.grids), 240, backend_key=backend_key)
 
     assert summary(outcomes) == {"closed": 34}
     assert any(o.returns for o in outcomes)

@@ -42,7 +42,7 @@ async def test_a_phone_number_stays_sealed_everywhere_and_is_masked_for_handlers
         text = log.read_text(errors="replace")
         assert PHONE not in text and NAME not in text, log.name
 
-    nc = await nats.connect(stack.env["NATS_URL"])
+    nc = await nats.connect(stack.env["NATS_URL"], **stack.nats_admin)
     try:
         js = nc.jetstream()
         stream = stack.env["NATS_STREAM"]

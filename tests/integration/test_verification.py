@@ -25,7 +25,9 @@ from shared.eventstore import EventStore, case_stream
 from shared.relay import Relay
 from shared.service import build
 from tests import examples
+from tests.conftest import Database
 from tests.eventually import eventually
+from tests.signed import registered_backend, signed_call
 
 SECRET = "verification-test-secret-of-32-bytes-or-more"
 GRID = "wenfeng-tianehu-01"
@@ -73,7 +75,6 @@ def token(role: Role, sub: str = "someone", grids: tuple[str, ...] = ()) -> dict
 GRID_WORKER = token(Role.GRID_WORKER, "gw-1", (GRID,))
 OTHER_GRID_WORKER = token(Role.GRID_WORKER, "gw-2", ("hanfeng-01",))
 DISPATCHER = token(Role.DISPATCHER, "d-1")
-REPORTER_BACKEND = token(Role.REPORTER_BACKEND, "backend:wechat")
 
 
 async def seed_handled_case(store: EventStore, category: str = "blocked_drain", **case: Any) -> UUID:
@@ -219,18 +220,22 @@ async def test_a_failed_verification_reopens_the_case_as_round_two(
 
 
 async def test_a_reporter_backend_confirms_only_reporter_confirmations_of_its_own_cases(
-    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool
+    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool, database: Database
 ) -> None:
     drain = (await verification_of(pool, await seed_handled_case(store)))["verification_id"]
     noise = (await verification_of(pool, await seed_handled_case(store, "noise_complaint")))["verification_id"]
+    backend = await registered_backend(database.owner_url, "backend:wechat")
+    other = await registered_backend(database.owner_url, "backend:other")
 
-    denied = await client.post(f"/v1/verifications/{drain}/pass", json={}, headers=REPORTER_BACKEND)
+    denied = await signed_call(client, backend, "POST", f"/v1/verifications/{drain}/pass", {})
     assert denied.status == 403
-    stranger = await client.post(
-        f"/v1/verifications/{noise}/pass", json={}, headers=token(Role.REPORTER_BACKEND, "backend:other")
-    )
+    stranger = await signed_call(client, other, "POST", f"/v1/verifications/{noise}/pass", {})
     assert stranger.status == 403
-    confirmed = await client.post(f"/v1/verifications/{noise}/pass", json={}, headers=REPORTER_BACKEND)
+    bearer = await client.post(
+        f"/v1/verifications/{noise}/pass", json={}, headers=token(Role.REPORTER_BACKEND, "backend:wechat")
+    )
+    assert bearer.status == 401  # a backend signs; a bearer token is not enough
+    confirmed = await signed_call(client, backend, "POST", f"/v1/verifications/{noise}/pass", {})
     assert confirmed.status == 200
 
 

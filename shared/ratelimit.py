@@ -1,0 +1,89 @@
+"""Rate limits: a token bucket per caller in each process, and a daily count per reporter
+kept in PostgreSQL under the phone's blind index (the phone itself is never stored or read).
+
+Over a limit is 429 problem+json with `Retry-After` (seconds).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from shared.auth import PRINCIPAL
+from shared.http import Handler, ProblemError
+
+LOCAL = ZoneInfo("Asia/Shanghai")  # the command centre's day starts at local midnight
+
+
+def too_many(detail: str, retry_after: float, policy: str) -> ProblemError:
+    return ProblemError(
+        429,
+        "Too many requests",
+        detail,
+        headers={"Retry-After": str(max(1, math.ceil(retry_after))), "RateLimit-Policy": policy},
+        kind="rate-limited",
+    )
+
+
+class TokenBuckets:
+    """`rate` requests a second per key, bursts up to `burst`; at most `max_keys` keys kept."""
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 if a request may go now (and counts it), else the seconds until one may."""
+        now = time.monotonic() if now is None else now
+        tokens, at = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / self.rate
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self.max_keys:  # the least recently seen callers go first
+            self._buckets.popitem(last=False)
+        return wait
+
+
+def rate_limit_middleware(buckets: TokenBuckets) -> web.middleware:  # type: ignore[valid-type]
+    """Per authenticated caller (role and sub); public routes are not counted."""
+    policy = f'"caller";q={buckets.burst};w={max(1, round(buckets.burst / buckets.rate))}'
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        principal = request.get(PRINCIPAL)
+        if principal is not None and (wait := buckets.take(f"{principal.role}:{principal.sub}")):
+            raise too_many("this caller is sending requests too fast", wait, policy)
+        return await handler(request)
+
+    return middleware
+
+
+async def count_reporter_report(conn: Any, phone_index: bytes, now: datetime, limit: int) -> None:
+    """Count one report by this reporter today; 429 past `limit` (repeat floods, gamed KPIs)."""
+    local = now.astimezone(LOCAL)
+    reports = await conn.fetchval(
+        """INSERT INTO reporter_quota (phone_index, day, reports) VALUES ($1, $2, 1)
+           ON CONFLICT (phone_index, day) DO UPDATE SET reports = reporter_quota.reports + 1
+           RETURNING reports""",
+        phone_index,
+        local.date(),
+    )
+    if reports > limit:
+        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), LOCAL)
+        raise too_many(
+            "this reporter has reached today's limit of reports",
+            (midnight - local).total_seconds(),
+            f'"reporter";q={limit};w=86400',
+        )
