@@ -25,12 +25,13 @@ from rich.table import Table
 from shared.db import SERVICE_ROLE, bootstrap, with_credentials, with_database
 from shared.log import configure_logging
 from shared.servers import NatsServer, Postgres
-from tests.bench import eventstore_bench, relay_bench
+from tests.bench import audit_bench, eventstore_bench, relay_bench
 from tests.bench.eventstore_bench import Figure
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results.json"
 DATABASE = f"caseloop_bench_{os.getpid()}"
 RELAY_DATABASE = f"caseloop_bench_relay_{os.getpid()}"
+AUDIT_DATABASE = f"caseloop_bench_audit_{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ async def machine(admin_url: str, nats_url: str, own: bool) -> dict[str, Any]:
 async def drop_databases(admin_url: str) -> None:
     conn = await asyncpg.connect(with_database(admin_url, "postgres"))
     try:
-        for name in (DATABASE, RELAY_DATABASE):
+        for name in (DATABASE, RELAY_DATABASE, AUDIT_DATABASE):
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
@@ -115,7 +116,7 @@ async def measure(console: Console, found: Servers) -> tuple[list[Figure], dict[
     info = await machine(found.admin_url, found.nats_url, found.own)
     figures: list[Figure] = []
     try:
-        for name in (DATABASE, RELAY_DATABASE):
+        for name in (DATABASE, RELAY_DATABASE, AUDIT_DATABASE):
             await bootstrap(found.admin_url, name, {SERVICE_ROLE: password})
         admin = with_database(found.admin_url, DATABASE)
         with console.status("event store: append and read_all"):
@@ -123,6 +124,9 @@ async def measure(console: Console, found: Servers) -> tuple[list[Figure], dict[
         relay_url = with_credentials(with_database(found.admin_url, RELAY_DATABASE), SERVICE_ROLE, password)
         with console.status("relay to JetStream"):
             figures += await relay_bench.run(relay_url, found.nats_url)
+        audit = with_database(found.admin_url, AUDIT_DATABASE)
+        with console.status(f"audit: rebuild and verify {audit_bench.CASES:,} cases"):
+            figures += await audit_bench.run(audit, with_credentials(audit, SERVICE_ROLE, password))
     finally:
         if not found.own:
             await drop_databases(found.admin_url)
