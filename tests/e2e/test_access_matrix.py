@@ -1,0 +1,125 @@
+"""Every route of every service × every role × objects that belong to someone else.
+
+Generated from the services' own routers and access tables: a role the table does not allow
+gets 401/403; an allowed role acting on another department's task, another grid's case or
+another backend's case gets no 2xx; lists never show those objects; and the roles that may
+only read (auditor; supervisor outside its one command) write nothing at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.handling.app import spec as handling_spec
+from services.intake.app import spec as intake_spec
+from services.routing.app import spec as routing_spec
+from services.verification.app import spec as verification_spec
+from shared.auth import PUBLIC_ROUTES, Role
+from shared.config import Settings
+from shared.service import ServiceSpec, build
+from shared.signing import BackendKey
+from shared.stack import Stack
+from tests.e2e.client import EVIDENCE, Api
+from tests.signed import registered_backend
+
+pytestmark = pytest.mark.e2e
+GRID, OTHER_GRID = "wenfeng-tianehu-01", "hanfeng-hanfeng-01"
+SPECS = {"intake": intake_spec, "routing": routing_spec, "handling": handling_spec, "verification": verification_spec}
+BODIES: Mapping[str, Any] = {
+    "post_report": {"source": "citizen", "category": "pothole", "description": "x", "location": {"grid": GRID}},
+    "cancel_case": {"reason": "不需要了"},
+    "rate_case": {"score": 5},
+    "dispatch_case": {"departments": ["city_management"]},
+    "reassign_task": {"department": "city_management"},
+    "reject_case": {"reason": "不属实"},
+    "merge_case": {"into": "00000000-0000-4000-8000-000000000001"},
+    "accept_task": {},
+    "note_task": {"note": "到场"},
+    "complete_task": {"result": "完成", "evidence": EVIDENCE},
+    "return_task": {"reason": "不属于本部门"},
+    "pass_verification": {"evidence": EVIDENCE},
+    "fail_verification": {"reason": "未整改", "evidence": EVIDENCE},
+}
+# Roles that see every object (the command centre and auditors): not "foreign" to anything.
+SEE_ALL = {Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR}
+READ_ONLY = {Role.AUDITOR, Role.SUPERVISOR}
+
+
+def routes(spec: ServiceSpec) -> list[tuple[str, str, str]]:
+    """(method, path template, route name) of every non-public route."""
+    app = build(Settings(), spec)
+    found = []
+    for route in app.router.routes():
+        name = route.name or ""
+        if route.method in ("HEAD", "OPTIONS") or name in PUBLIC_ROUTES or not name:
+            continue
+        found.append((route.method, route.resource.canonical if route.resource else "", name))
+    return found
+
+
+async def writes_by_callers(stack: Stack) -> int:
+    """Events written on a caller's behalf (the services' own timers are not callers)."""
+    conn = await asyncpg.connect(stack.env["ADMIN_DATABASE_URL"])
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM events WHERE metadata->>'actor' NOT LIKE 'service:%'"))
+    finally:
+        await conn.close()
+
+
+async def test_no_role_sees_or_changes_anothers_objects_and_readers_write_nothing(api: Api, stack: Stack) -> None:
+    case_id = await api.report("blocked_drain", grid=GRID)
+    [task] = await api.open_tasks(case_id, 1)
+    department = task["department"]
+    await api.work(task)
+    verification = await api.verification(case_id)
+    ids = {"cases": case_id, "tasks": task["id"], "verifications": verification["id"]}
+    other_backend = await registered_backend(stack.env["ADMIN_DATABASE_URL"], "another-miniprogram")
+    other_department = "city_management" if department != "city_management" else "water"
+    callers: dict[Role, str | BackendKey] = {
+        Role.REPORTER_BACKEND: other_backend,
+        Role.HANDLER: api.handler(other_department),
+        Role.GRID_WORKER: api.grid_worker(OTHER_GRID),
+        Role.AUDITOR: api.token(Role.AUDITOR),
+        Role.SUPERVISOR: api.token(Role.SUPERVISOR),
+        Role.DISPATCHER: api.dispatcher(),
+    }
+    before = await writes_by_callers(stack)
+    leaks: list[str] = []
+    calls = 0
+    for service, make_spec in SPECS.items():
+        access = make_spec(Settings()).access
+        for method, template, name in routes(make_spec(Settings())):
+            kind = template.split("/")[2]
+            path = template.replace("{id}", ids.get(kind, case_id))
+            for role, caller in callers.items():
+                allowed = role in access.get(name, frozenset())
+                writes = method != "GET"
+                if allowed and writes and role in SEE_ALL and role is not Role.AUDITOR:
+                    continue  # the command centre may legitimately change things: not this test
+                if allowed and name == "post_report":
+                    continue  # creating a new case is not acting on someone else's object
+                body = BODIES.get(name) if writes else None
+                status, answer = await api.call(method, service, path, token=caller, json=body)
+                calls += 1
+                where = f"{role} {method} {path} -> {status}"
+                assert status < 500, where
+                if not allowed and status not in (401, 403):
+                    leaks.append(f"not in the table: {where}")
+                elif allowed and 200 <= status < 300 and "{id}" in template and role not in SEE_ALL:
+                    leaks.append(f"foreign object: {where}")
+                elif allowed and 200 <= status < 300 and role not in SEE_ALL:
+                    text = str(answer)
+                    leaks.extend(f"listed: {where} shows {k}" for k, v in ids.items() if v in text)
+                if role is Role.AUDITOR and writes and 200 <= status < 300:
+                    leaks.append(f"auditor wrote: {where}")
+    assert calls > 80
+    assert leaks == []
+    assert await writes_by_callers(stack) == before
+    # And what did go through for the owner-less roles was readable only in masked form.
+    _, case = await api.call("GET", "intake", f"/v1/cases/{case_id}", token=api.token(Role.AUDITOR))
+    assert case["reporter"] is None or not re.search(r"1[3-9]\d{9}", str(case["reporter"]))
