@@ -9,10 +9,11 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from shared.db import OWNER_ROLE
+from shared.db import OWNER_ROLE, bootstrap, ensure_database, run_migrations
 from shared.eventstore import EventStore, case_stream
+from shared.servers import Postgres
 from tests import examples
-from tests.conftest import Database
+from tests.conftest import ROLE_PASSWORDS, Database
 
 REFUSED = (asyncpg.InsufficientPrivilegeError,)
 
@@ -80,3 +81,22 @@ async def test_an_auditor_reads_the_log_and_writes_nothing(database: Database, s
                 await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def test_a_database_made_before_the_owner_role_is_handed_to_it(postgres: Postgres) -> None:
+    name = f"adopt_{uuid4().hex[:8]}"
+    await ensure_database(postgres.url(), name)  # the old way: the superuser owns it all
+    await run_migrations(postgres.url(name))
+    await bootstrap(postgres.url(), name, ROLE_PASSWORDS)
+    conn = await asyncpg.connect(postgres.url(name))
+    try:
+        owners = await conn.fetch(
+            """SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"""
+        )
+        database_owner = await conn.fetchval(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    assert [r["owner"] for r in owners] == [OWNER_ROLE] and database_owner == OWNER_ROLE
