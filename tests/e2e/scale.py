@@ -61,9 +61,19 @@ async def api_for(stack: Stack) -> AsyncIterator[Api]:
         urls={name: stack.process(name).url for name in SERVICES},
         jwt_secret=load_secrets(stack.root).jwt_secret,
         clock_file=stack.root / "clock",
+        **_signing(stack.root),
     )
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield Api(session, info)
+
+
+def _signing(root: Path) -> dict[str, Any]:
+    """The development backend's signing key, where reporter_backend calls must be signed (RFC 9421)."""
+    try:
+        from shared.devsetup import load_dev_backend  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # before signed calls
+        return {}
+    return {"backend_key": load_dev_backend(root)}
 
 
 def logged(process: Process, event: str, **fields: str) -> list[dict[str, Any]]:
