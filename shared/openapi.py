@@ -33,7 +33,18 @@ TITLES = {
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid request body",
+    429: "Too many requests: retry after Retry-After seconds",
     503: "Busy or not ready: retry",
+}
+
+
+# OpenAPI has no scheme for HTTP Message Signatures: an apiKey header, described.
+SIGNATURE = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Signature",
+    "description": "mini-program backends (reporter_backend): an RFC 9421 signature (Ed25519) with "
+    "Signature-Input covering @method, @target-uri, content-digest and idempotency-key",
 }
 
 
@@ -112,9 +123,12 @@ def document(title: str, operations: Iterable[Operation], version: str = "0.1.0"
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "staff"},
+                "signature": SIGNATURE,
+            },
         },
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"signature": []}],
     }
 
 
@@ -166,7 +180,7 @@ def _errors(o: Operation) -> Sequence[int]:
     """The errors every operation of this shape can answer with."""
     codes = [405, *o.errors]
     if not o.public:
-        codes += [401, 403]
+        codes += [401, 403, 429]
     if o.query is not None:
         codes.append(400)
     if o.body is not None:

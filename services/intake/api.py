@@ -41,10 +41,19 @@ class DeviceIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     alarm: Annotated[str, Meta(min_length=1, max_length=64)]
 
 
+# Checked in the view as well; said here so that clients (and schemathesis) know it.
+GRID_OR_COORDINATES = {
+    "anyOf": [
+        {"required": ["grid"], "properties": {"grid": {"type": "string"}}},
+        {"required": ["lat", "lon"], "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
+    ]
+}
+
+
 class ReportIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     source: Source
     category: Code
-    location: LocationIn
+    location: Annotated[LocationIn, Meta(extra_json_schema=GRID_OR_COORDINATES)]
     description: Text = ""
     reporter: ReporterIn | None = None
     attachments: Annotated[tuple[AttachmentIn, ...], Meta(max_length=10)] = ()
