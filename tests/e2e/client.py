@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,22 @@ class Api:
             data, json = msgspec.json.encode(json), None
         if data is not None:
             all_headers.setdefault("Content-Type", "application/json")
-        if isinstance(token, BackendKey):  # a backend signs its calls (RFC 9421)
-            all_headers = sign_request(method, url, all_headers, data or b"", token.key_id, token.private_key())
-        elif token:
+        if token and not isinstance(token, BackendKey):
             all_headers["Authorization"] = f"Bearer {token}"
-        async with self.session.request(method, url, data=data, headers=all_headers) as response:
-            body = await response.read()
-            content_type = response.headers.get("Content-Type", "")
-            parsed = msgspec.json.decode(body) if body and "json" in content_type else body
-            return response.status, parsed
+        for _ in range(50):
+            sent = all_headers
+            if isinstance(token, BackendKey):  # a backend signs each call afresh (RFC 9421, one nonce each)
+                sent = sign_request(method, url, all_headers, data or b"", token.key_id, token.private_key())
+            async with self.session.request(method, url, data=data, headers=sent) as response:
+                body = await response.read()
+                content_type = response.headers.get("Content-Type", "")
+                parsed = msgspec.json.decode(body) if body and "json" in content_type else body
+                # Like a real client, wait out the per-caller rate limit (not a reporter's daily one).
+                if response.status == 429 and response.headers.get("RateLimit-Policy", "").startswith('"caller"'):
+                    await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 1.0))
+                    continue
+                return response.status, parsed
+        return response.status, parsed
 
     # --- the actors -------------------------------------------------------------------
 
