@@ -137,9 +137,7 @@ async def test_a_department_cannot_read_others_tasks_or_publish(
         await water.nc.close()
 
 
-async def test_a_service_pulls_its_own_durable_but_cannot_publish_events(
-    server: NatsServer, admin: Connection
-) -> None:
+async def test_a_service_pulls_its_own_durable_but_cannot_publish_events(server: NatsServer, admin: Connection) -> None:
     intake = await connect(server, "intake")
     try:
         js = intake.nc.jetstream()
