@@ -19,6 +19,8 @@ _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]+)`$")
+# A JSON "\u0000" (an escape not itself escaped): PostgreSQL text and jsonb cannot hold NUL.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class ProblemError(Exception):
@@ -103,6 +105,8 @@ async def decode_body(request: web.Request, kind: type[T]) -> T:
     if request.content_type not in ("application/json", ""):
         raise ProblemError(415, "Unsupported media type", "send application/json", kind="media-type")
     body = await request.read()  # past client_max_size: 413
+    if _NUL_ESCAPE.search(body):
+        raise invalid("NUL characters (\\u0000) are not accepted in text")
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
@@ -115,6 +119,8 @@ async def decode_body(request: web.Request, kind: type[T]) -> T:
 
 
 def parse_query(request: web.Request, kind: type[T]) -> T:
+    if any("\x00" in value for value in request.query.values()):
+        raise ProblemError(400, "Invalid query parameter", "NUL characters are not accepted", kind="invalid-query")
     try:
         return msgspec.convert(dict(request.query), kind, strict=False)
     except msgspec.ValidationError as exc:

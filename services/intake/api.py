@@ -79,7 +79,7 @@ class CasesQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class CaseQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    version: Annotated[int, Meta(ge=1)] | None = None
+    version: Annotated[int, Meta(ge=1, le=2**31 - 1)] | None = None  # the column is an integer
     as_of: Annotated[datetime, Meta(tz=True)] | None = None
 
 

@@ -26,6 +26,7 @@ from tests.e2e.client import Api
 
 pytestmark = pytest.mark.e2e
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
+SEED = os.environ.get("FUZZ_SEED", "")  # a soak run explores: FUZZ_SEED=$RANDOM FUZZ_MAX_EXAMPLES=500
 GRID = "wenfeng-tianehu-01"
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
@@ -95,7 +96,8 @@ async def fuzz(run: Run, url: str, backend_key: Any) -> None:
         env["FUZZ_BACKEND_KEY"] = msgspec.json.encode(backend_key).decode()
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config_file(run, folder))),
-        *("run", f"{url}/openapi.json", "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic"),
+        *("run", f"{url}/openapi.json", "--max-examples", str(MAX_EXAMPLES)),
+        *(("--seed", SEED) if SEED else ("--generation-deterministic",)),
         *("--workers", "1", "--request-timeout", "15", "--checks", checks, "--suppress-health-check", "all"),
         *("--generation-with-security-parameters", "false", "--no-color", "--max-failures", "20", *auth),
         *("--report", "junit", "--report-junit-path", str(folder / "junit.xml")),
