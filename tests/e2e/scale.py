@@ -64,7 +64,19 @@ async def api_for(stack: Stack) -> AsyncIterator[Api]:
         **_signing(stack.root),
     )
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield Api(session, info)
+        yield PatientApi(session, info)
+
+
+class PatientApi(Api):
+    """Waits and retries when told 429 (rate limited), as a well-behaved client does."""
+
+    async def call(self, method: str, service: str, path: str, **options: Any) -> tuple[int, Any]:
+        for attempt in range(50):
+            status, answer = await super().call(method, service, path, **options)
+            if status != 429:
+                break
+            await asyncio.sleep(min(0.2 * (attempt + 1), 1.0))
+        return status, answer
 
 
 def _signing(root: Path) -> dict[str, Any]:
