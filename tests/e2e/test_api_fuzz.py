@@ -97,7 +97,7 @@ async def fuzz(run: Run, url: str, backend_key: Any) -> None:
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config_file(run, folder))),
         *("run", f"{url}/openapi.json", "--max-examples", str(MAX_EXAMPLES)),
-        *(("--seed", SEED) if SEED else ("--generation-deterministic",)),
+        *(("--seed", SEED, "--generation-database", "none") if SEED else ("--generation-deterministic",)),
         *("--workers", "1", "--request-timeout", "15", "--checks", checks, "--suppress-health-check", "all"),
         *("--generation-with-security-parameters", "false", "--no-color", "--max-failures", "20", *auth),
         *("--report", "junit", "--report-junit-path", str(folder / "junit.xml")),
