@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from shared.bus import Delivered
 from shared.case import Case, Refused, replay
 from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
 from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.paging import Page
 from shared.service import POOL, STORE
 
 log = structlog.get_logger()
@@ -70,29 +70,14 @@ async def list_tasks(request: web.Request) -> web.Response:
         if department is not None and department != principal.department:
             raise forbidden("a handler lists its own department's tasks only")
         department = principal.department
-    clauses, args = ["true"], []
-
-    def add(clause: str, value: Any) -> None:
-        args.append(value)
-        clauses.append(clause.format(f"${len(args)}"))
-
-    if department is not None:
-        add("department = {}", department)
-    if query.status is not None:
-        add("status = {}", str(query.status))
-    if query.cursor:
-        due, after_id = _decode_cursor(query.cursor)
-        args.extend([due, after_id])
-        clauses.append(f"(complete_by, task_id) > (${len(args) - 1}, ${len(args)})")
-    args.append(query.page_size + 1)
     # Most urgent first: complete_by never changes for a task, so the cursor is stable.
-    rows = await request.app[POOL].fetch(
-        f"""SELECT * FROM task_view WHERE {" AND ".join(clauses)}
-            ORDER BY complete_by, task_id LIMIT ${len(args)}""",
-        *args,
-    )
-    items = [_summary(r) for r in rows[: query.page_size]]
-    next_cursor = _encode_cursor(items[-1]) if len(rows) > query.page_size else None
+    page = Page("task_view", "complete_by", "task_id")
+    if department is not None:
+        page.where("department = {}", department)
+    if query.status is not None:
+        page.where("status = {}", str(query.status))
+    rows, next_cursor = await page.fetch(request.app[POOL], query.cursor, query.page_size)
+    items = [_summary(r) for r in rows]
     return json_response(api.TaskPage(items=items, next_cursor=next_cursor))
 
 
@@ -111,18 +96,6 @@ def _summary(row: Any) -> api.TaskSummary:
         case_version=row["case_version"],
         updated_at=row["updated_at"],
     )
-
-
-def _encode_cursor(item: api.TaskSummary) -> str:
-    return base64.urlsafe_b64encode(f"{item.complete_by.isoformat()}|{item.id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        due, _, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(due), UUID(task_id)
-    except ValueError:
-        raise ProblemError(400, "Invalid cursor", "use next_cursor from a previous page", kind="cursor") from None
 
 
 # --- commands on a task ---------------------------------------------------------------

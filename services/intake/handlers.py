@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,7 @@ from shared.case import Case, Refused, replay
 from shared.events import AlarmRepeated, Attachment, Device, Location
 from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
 from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.paging import Page
 from shared.pii import Reporter, Vault
 from shared.service import CLOCK, POOL, STORE
 
@@ -238,36 +238,21 @@ async def _reporter_view(request: web.Request, principal: Principal, case: Case)
 async def list_cases(request: web.Request) -> web.Response:
     principal = principal_of(request)
     query = parse_query(request, api.CasesQuery)
-    clauses, args = ["true"], []
-
-    def add(clause: str, value: Any) -> None:
-        args.append(value)
-        clauses.append(clause.format(f"${len(args)}"))
-
+    page = Page("case_view", "reported_at", "case_id", descending=True)
     if query.status:
-        add("status = {}", query.status)
+        page.where("status = {}", query.status)
     if query.grid:
-        add("grid = {}", query.grid)
+        page.where("grid = {}", query.grid)
     if query.category:
-        add("category = {}", query.category)
+        page.where("category = {}", query.category)
     if principal.role is Role.REPORTER_BACKEND:
-        add("created_by = {}", principal.sub)
+        page.where("created_by = {}", principal.sub)
     elif principal.role is Role.GRID_WORKER:
-        add("grid = ANY({})", list(principal.grids))
+        page.where("grid = ANY({})", list(principal.grids))
     elif principal.role is Role.HANDLER:
-        add("{} = ANY(departments)", principal.department)
-    if query.cursor:
-        at, after_id = _decode_cursor(query.cursor)
-        args.extend([at, after_id])
-        clauses.append(f"(reported_at, case_id) < (${len(args) - 1}, ${len(args)})")
-    args.append(query.page_size + 1)
-    rows = await request.app[POOL].fetch(
-        f"""SELECT * FROM case_view WHERE {" AND ".join(clauses)}
-            ORDER BY reported_at DESC, case_id DESC LIMIT ${len(args)}""",
-        *args,
-    )
-    items = [_summary(r) for r in rows[: query.page_size]]
-    next_cursor = _encode_cursor(items[-1]) if len(rows) > query.page_size else None
+        page.where("{} = ANY(departments)", principal.department)
+    rows, next_cursor = await page.fetch(request.app[POOL], query.cursor, query.page_size)
+    items = [_summary(r) for r in rows]
     return json_response(api.CasePage(items=items, next_cursor=next_cursor))
 
 
@@ -286,18 +271,6 @@ def _summary(row: Any) -> api.CaseSummary:
         reported_at=row["reported_at"],
         updated_at=row["updated_at"],
     )
-
-
-def _encode_cursor(item: api.CaseSummary) -> str:
-    return base64.urlsafe_b64encode(f"{item.reported_at.isoformat()}|{item.id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        at, _, case_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), UUID(case_id)
-    except ValueError:
-        raise ProblemError(400, "Invalid cursor", "use next_cursor from a previous page", kind="cursor") from None
 
 
 # --- commands on a case ---------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -11,7 +10,6 @@ import msgspec
 from msgspec import Meta
 
 from shared.events import Attachment
-from shared.http import ProblemError
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Outcome = Literal["pending", "passed", "failed", "withdrawn"]
@@ -76,15 +74,3 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
 def verification_out(row: Any) -> VerificationOut:
     """A verification_view row as the response."""
     return VerificationOut(**{name: row[name] for name in VerificationOut.__struct_fields__})
-
-
-def encode_cursor(item: VerificationOut) -> str:
-    return base64.urlsafe_b64encode(f"{item.requested_at.isoformat()}|{item.verification_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        at, _, verification_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), UUID(verification_id)
-    except ValueError:
-        raise ProblemError(400, "Invalid cursor", "use next_cursor from a previous page", kind="cursor") from None

@@ -23,6 +23,7 @@ from shared.clock import Clock
 from shared.events import Attachment, CaseHandled
 from shared.eventstore import ConcurrencyError, EventStore, Metadata, Transaction, case_stream
 from shared.http import ProblemError, decode_body, invalid, json_response, parse_query, uuid_param
+from shared.paging import Page
 from shared.service import CLOCK, POOL, SETTINGS, STORE
 
 log = structlog.get_logger()
@@ -61,32 +62,17 @@ async def get_verification(request: web.Request) -> web.Response:
 async def list_verifications(request: web.Request) -> web.Response:
     principal = principal_of(request)
     query = parse_query(request, api.VerificationsQuery)
-    clauses, args = ["true"], []
-
-    def add(clause: str, value: Any) -> None:
-        args.append(value)
-        clauses.append(clause.format(f"${len(args)}"))
-
+    page = Page("verification_view", "requested_at", "verification_id")
     if query.grid:
-        add("grid = {}", query.grid)
+        page.where("grid = {}", query.grid)
     if query.status:
-        add("outcome = {}", query.status)
+        page.where("outcome = {}", query.status)
     if principal.role is Role.GRID_WORKER:
-        add("grid = ANY({})", list(principal.grids))
+        page.where("grid = ANY({})", list(principal.grids))
     elif principal.role is Role.REPORTER_BACKEND:
-        add("created_by = {}", principal.sub)
-    if query.cursor:
-        at, after_id = api.decode_cursor(query.cursor)
-        args.extend([at, after_id])
-        clauses.append(f"(requested_at, verification_id) > (${len(args) - 1}, ${len(args)})")
-    args.append(query.page_size + 1)
-    rows = await request.app[POOL].fetch(
-        f"""SELECT * FROM verification_view WHERE {" AND ".join(clauses)}
-            ORDER BY requested_at, verification_id LIMIT ${len(args)}""",
-        *args,
-    )
-    items = [api.verification_out(r) for r in rows[: query.page_size]]
-    next_cursor = api.encode_cursor(items[-1]) if len(rows) > query.page_size else None
+        page.where("created_by = {}", principal.sub)
+    rows, next_cursor = await page.fetch(request.app[POOL], query.cursor, query.page_size)
+    items = [api.verification_out(r) for r in rows]
     return json_response(api.VerificationPage(items=items, next_cursor=next_cursor))
 
 
