@@ -114,6 +114,21 @@ def event_hash(
     return hashlib.sha256(prev + body).digest()
 
 
+def recorded_hash(prev: bytes, row: RecordedEvent) -> bytes:
+    """The chain link a stored row should carry, recomputed from its stored bytes."""
+    return event_hash(
+        prev,
+        stream_id=row.stream_id,
+        version=row.version,
+        event_id=row.event_id,
+        type=row.type,
+        schema_version=row.schema_version,
+        data=row.data,
+        metadata=_json.encode(row.metadata).decode(),
+        recorded_at=row.recorded_at,
+    )
+
+
 def chain_breaks(rows: Sequence[RecordedEvent]) -> list[str]:
     """Recompute one stream's chain (rows in version order); describe every break found."""
     problems: list[str] = []
@@ -122,18 +137,7 @@ def chain_breaks(rows: Sequence[RecordedEvent]) -> list[str]:
         if row.version != expected_version:
             problems.append(f"{row.stream_id}: version {expected_version} missing, found {row.version}")
             return problems
-        recomputed = event_hash(
-            prev,
-            stream_id=row.stream_id,
-            version=row.version,
-            event_id=row.event_id,
-            type=row.type,
-            schema_version=row.schema_version,
-            data=row.data,
-            metadata=_json.encode(row.metadata).decode(),
-            recorded_at=row.recorded_at,
-        )
-        if recomputed != row.hash:
+        if recorded_hash(prev, row) != row.hash:
             problems.append(f"{row.stream_id}@{row.version}: stored hash does not match its bytes")
         prev = row.hash
     return problems

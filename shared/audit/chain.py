@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
-from shared.eventstore import GENESIS, RecordedEvent, event_hash
+from shared.eventstore import GENESIS, RecordedEvent, recorded_hash
 
 _json = msgspec.json.Encoder()
 StreamHeads = dict[str, tuple[int, str]]  # stream_id -> (version, hash hex)
@@ -35,20 +35,6 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     stream_id: str = ""
     version: int | None = None
     position: int | None = None
-
-
-def recomputed_hash(prev: bytes, row: RecordedEvent) -> bytes:
-    return event_hash(
-        prev,
-        stream_id=row.stream_id,
-        version=row.version,
-        event_id=row.event_id,
-        type=row.type,
-        schema_version=row.schema_version,
-        data=row.data,
-        metadata=_json.encode(row.metadata).decode(),
-        recorded_at=row.recorded_at,
-    )
 
 
 def stream_findings(rows: Sequence[RecordedEvent]) -> list[Finding]:
@@ -69,7 +55,7 @@ def stream_findings(rows: Sequence[RecordedEvent]) -> list[Finding]:
                 )
             )
             link_known = False  # the next link was made over a hash that is gone
-        if link_known and recomputed_hash(prev, row) != row.hash:
+        if link_known and recorded_hash(prev, row) != row.hash:
             found.append(
                 Finding(
                     kind="edited",
