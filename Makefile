@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-e2e lint typecheck bench install clean
+.PHONY: run test test-unit test-integration test-e2e lint typecheck bench chaos install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+CASES ?= 500
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --cases $(CASES)
 
 clean:
 	rm -rf $(VENV) .caseloop .pytest_cache .mypy_cache .ruff_cache

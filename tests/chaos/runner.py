@@ -26,7 +26,7 @@ from shared.devsetup import load_dev_backend
 from shared.servers import free_port
 from shared.stack import SERVICES, Stack, load_secrets
 from tests.chaos import checks
-from tests.chaos.actors import Chaos, every_case, plans
+from tests.chaos.actors import TERMINAL, Chaos, every_case, plans
 from tests.chaos.faults import Fault, Nemesis, heal
 from tests.chaos.verdicts import Verdict
 
@@ -135,6 +135,7 @@ async def _run(stack: Stack, config: Config, say: Any) -> Result:
             "drivers that raised": len(failures),
             "cases swept up after the load": swept,
             "healed at the end": ", ".join(healed) or "nothing",
+            "5xx answers logged (request_failed)": _failed_requests(stack),
         }
     )
     if failures:
@@ -174,9 +175,23 @@ async def _watch(api: Chaos, drivers: list[asyncio.Task[str]], say: Any) -> None
     """While the drivers finish: how many are left, and what the slowest wait for."""
     while True:
         await asyncio.sleep(20)
-        left = [case for case, state in api.progress.items() if state not in ("closed", "rejected", "merged", "cancelled")]
+        left = [case for case, state in api.progress.items() if state not in TERMINAL]
         say(f"{sum(not d.done() for d in drivers)} drivers left; cases seen as: {Counter(api.progress.values())}")
         say(f"e.g. {left[:3]}")
+        for driver in [d for d in drivers if not d.done()][:2]:
+            say(" -> ".join(_awaiting(driver.get_coro())))
+
+
+def _awaiting(coro: Any) -> list[str]:
+    """Where a coroutine waits: its chain of awaits, outermost first."""
+    chain = []
+    while coro is not None and hasattr(coro, "cr_frame"):
+        frame = coro.cr_frame
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = coro.cr_await
+    chain.append(repr(coro)[:80])
+    return chain
 
 
 async def _sweep(api: Chaos, timeout: float) -> int:
@@ -193,6 +208,16 @@ async def _sweep(api: Chaos, timeout: float) -> int:
         swept.update(todo)
         await asyncio.gather(*(api.drive(case_id, None, deadline) for case_id in todo))
     return len(swept)
+
+
+def _failed_requests(stack: Stack) -> str:
+    """Requests a service answered with a 5xx (each logs `request_failed`), per service."""
+    counts = {}
+    for name in stack.names:
+        path = stack.process(name).log_path
+        text = path.read_text(errors="replace") if path.exists() else ""
+        counts[name] = text.count('"request_failed"')
+    return ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"
 
 
 def _pct(values: list[float], pct: float) -> float:
