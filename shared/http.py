@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import asyncpg
 import msgspec
 import structlog
 from aiohttp import web
@@ -143,6 +144,13 @@ def uuid_param(request: web.Request, name: str = "id") -> uuid.UUID:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The database is restarting, refusing connections, or dropped ours mid-query.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
 
 
 @web.middleware
@@ -167,6 +175,15 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
                 raise
             headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
             response = problem(exc.status, exc.reason, headers=headers, instance=request.path)
+        except UNAVAILABLE as exc:  # the database restarting or out of reach: retry, not a bug (make chaos)
+            log.warning("request_unavailable", method=request.method, path=request.path, error=repr(exc)[:200])
+            response = problem(
+                503,
+                "Unavailable",
+                "a backing service is unavailable; retry",
+                headers={"Retry-After": "1"},
+                kind="unavailable",
+            )
         except Exception:
             log.exception("request_failed", method=request.method, path=request.path)
             response = problem(500, "Internal error", "the request failed; it is safe to retry", kind="internal")

@@ -135,7 +135,8 @@ async def _run(stack: Stack, config: Config, say: Any) -> Result:
             "drivers that raised": len(failures),
             "cases swept up after the load": swept,
             "healed at the end": ", ".join(healed) or "nothing",
-            "5xx answers logged (request_failed)": _failed_requests(stack),
+            "500 answers (request_failed)": _logged(stack, "request_failed"),
+            "503 answers, database away (request_unavailable)": _logged(stack, "request_unavailable"),
         }
     )
     if failures:
@@ -210,13 +211,13 @@ async def _sweep(api: Chaos, timeout: float) -> int:
     return len(swept)
 
 
-def _failed_requests(stack: Stack) -> str:
-    """Requests a service answered with a 5xx (each logs `request_failed`), per service."""
+def _logged(stack: Stack, event: str) -> str:
+    """How often each process logged `event` (a 500 logs request_failed, a 503 request_unavailable)."""
     counts = {}
     for name in stack.names:
         path = stack.process(name).log_path
         text = path.read_text(errors="replace") if path.exists() else ""
-        counts[name] = text.count('"request_failed"')
+        counts[name] = text.count(f'"{event}"')
     return ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"
 
 
