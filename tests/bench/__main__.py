@@ -25,7 +25,7 @@ from rich.table import Table
 from shared.db import SERVICE_ROLE, bootstrap, with_credentials, with_database
 from shared.log import configure_logging
 from shared.servers import NatsServer, Postgres
-from tests.bench import audit_bench, eventstore_bench, relay_bench
+from tests.bench import audit_bench, eventstore_bench, relay_bench, services_bench
 from tests.bench.eventstore_bench import Figure
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results.json"
@@ -105,7 +105,7 @@ async def machine(admin_url: str, nats_url: str, own: bool) -> dict[str, Any]:
 async def drop_databases(admin_url: str) -> None:
     conn = await asyncpg.connect(with_database(admin_url, "postgres"))
     try:
-        for name in (DATABASE, RELAY_DATABASE, AUDIT_DATABASE):
+        for name in (DATABASE, RELAY_DATABASE, AUDIT_DATABASE, *services_bench.DATABASES):
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
@@ -127,6 +127,7 @@ async def measure(console: Console, found: Servers) -> tuple[list[Figure], dict[
         audit = with_database(found.admin_url, AUDIT_DATABASE)
         with console.status(f"audit: rebuild and verify {audit_bench.CASES:,} cases"):
             figures += await audit_bench.run(audit, with_credentials(audit, SERVICE_ROLE, password))
+        figures += await services_bench.run(found.admin_url, found.nats_url, password, console.status)
     finally:
         if not found.own:
             await drop_databases(found.admin_url)
@@ -134,6 +135,8 @@ async def measure(console: Console, found: Servers) -> tuple[list[Figure], dict[
 
 
 def target_text(figure: Figure) -> str:
+    if label := getattr(figure, "target_label", ""):  # an absolute bound (tests/bench/figures.py)
+        return f"{label}: {'[green]met[/]' if figure.met else '[red]not met[/]'}"
     if figure.target is None:
         return ""
     verdict = "[green]met[/]" if figure.met else "[red]not met[/]"
@@ -165,6 +168,7 @@ def results(figures: list[Figure], info: dict[str, Any], seconds: float) -> dict
         "figures": [
             {
                 "figure": f.name,
+                "unit": getattr(f, "unit", "events/s"),
                 "ours": round(f.ours, 1),
                 "baseline": round(f.baseline, 1),
                 "baseline_is": f.baseline_name,
