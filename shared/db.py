@@ -11,6 +11,19 @@ from shared.migrations import migrate
 OWNER_ROLE = "caseloop_owner"  # owns the schema and runs migrations; not a superuser
 SERVICE_ROLE = "caseloop_service"
 AUDITOR_ROLE = "caseloop_auditor"
+# Each service's own role (shared/sql/0008_service_roles.sql): the log, and only its own read models.
+SERVICE_ROLES = {
+    "intake": "caseloop_intake",
+    "routing": "caseloop_routing",
+    "handling": "caseloop_handling",
+    "verification": "caseloop_verification",
+    "relay": "caseloop_relay",
+}
+
+
+def database_url_variable(service: str) -> str:
+    """The environment variable with one service's own connection, e.g. INTAKE_DATABASE_URL."""
+    return f"{service.upper()}_DATABASE_URL"
 
 
 def with_credentials(url: str, user: str, password: str, database: str | None = None) -> str:

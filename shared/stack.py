@@ -20,7 +20,16 @@ import msgspec
 
 from shared.cluster import NatsCluster
 from shared.config import Settings
-from shared.db import AUDITOR_ROLE, OWNER_ROLE, SERVICE_ROLE, bootstrap, run_migrations, with_credentials
+from shared.db import (
+    AUDITOR_ROLE,
+    OWNER_ROLE,
+    SERVICE_ROLE,
+    SERVICE_ROLES,
+    bootstrap,
+    database_url_variable,
+    run_migrations,
+    with_credentials,
+)
 from shared.devsetup import departments, nats_passwords, provision_nats, register_dev_backend
 from shared.natsauth import ADMIN, server_conf
 from shared.pii import new_key
@@ -40,6 +49,7 @@ class Secrets(msgspec.Struct, frozen=True, kw_only=True):
     auditor_password: str
     owner_password: str = ""  # the schema's owner: migrations only
     nats_passwords: dict[str, str] = {}  # per NATS user: admin, each service, each department
+    service_passwords: dict[str, str] = {}  # per service's own database role (SERVICE_ROLES)
 
 
 def load_secrets(root: Path) -> Secrets:
@@ -49,10 +59,14 @@ def load_secrets(root: Path) -> Secrets:
     path = root / "secrets.json"
     if path.exists():
         known = msgspec.json.decode(path.read_bytes(), type=Secrets)
-        if known.owner_password:
+        if known.owner_password and set(SERVICE_ROLES) <= set(known.service_passwords):
             return known
-        # Secrets from before the owner role: add it, keep the rest.
-        made = msgspec.structs.replace(known, owner_password=token.token_urlsafe(24))
+        # Secrets from before the owner role or the per-service roles: add those, keep the rest.
+        made = msgspec.structs.replace(
+            known,
+            owner_password=known.owner_password or token.token_urlsafe(24),
+            service_passwords={s: known.service_passwords.get(s) or token.token_urlsafe(24) for s in SERVICE_ROLES},
+        )
         path.write_bytes(msgspec.json.encode(made))
         return made
 
@@ -63,6 +77,7 @@ def load_secrets(root: Path) -> Secrets:
         service_password=token.token_urlsafe(24),
         auditor_password=token.token_urlsafe(24),
         owner_password=token.token_urlsafe(24),
+        service_passwords={service: token.token_urlsafe(24) for service in SERVICE_ROLES},
     )
     root.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.encode(made))
@@ -173,11 +188,13 @@ class Stack:
                         OWNER_ROLE: secrets.owner_password,
                         SERVICE_ROLE: secrets.service_password,
                         AUDITOR_ROLE: secrets.auditor_password,
+                        **{SERVICE_ROLES[s]: secrets.service_passwords[s] for s in SERVICE_ROLES},
                     },
                 )
             )
             env["ADMIN_DATABASE_URL"] = with_credentials(admin, OWNER_ROLE, secrets.owner_password)
             env["DATABASE_URL"] = with_credentials(admin, SERVICE_ROLE, secrets.service_password)
+            env.update(service_database_env(admin, secrets.service_passwords))
         else:
             asyncio.run(run_migrations(env.get("ADMIN_DATABASE_URL") or env["DATABASE_URL"]))
         env.setdefault("JWT_SECRET", secrets.jwt_secret)
@@ -234,6 +251,10 @@ class Stack:
                 base = self.ports[service]
                 self.ports[name] = base + 100 * (int(nth) - 1) if base == DEFAULT_PORTS[service] else free_port()
             env = {**self.env, "HTTP_PORT": str(self.ports[name])}
+            # Each service connects as its own database role when it has one; else DATABASE_URL.
+            own = {s: env.pop(database_url_variable(s), "") for s in SERVICE_ROLES}
+            if own.get(service):
+                env["DATABASE_URL"] = own[service]
             if self.nats_passwords:  # each service connects as its own NATS user
                 env.update(NATS_USER=service, NATS_PASSWORD=self.nats_passwords[service])
             log_path = self.root / "logs" / f"{name}.log"
@@ -276,6 +297,15 @@ class Stack:
             self.nats_cluster.stop()
         if self.postgres is not None:
             self.postgres.stop()
+
+
+def service_database_env(admin_url: str, passwords: dict[str, str]) -> dict[str, str]:
+    """{INTAKE_DATABASE_URL: intake's own connection, …}: the Stack hands each process its own."""
+    return {
+        database_url_variable(s): with_credentials(admin_url, role, passwords[s])
+        for s, role in SERVICE_ROLES.items()
+        if s in passwords
+    }
 
 
 def replica_name(service: str, n: int) -> str:

@@ -17,6 +17,7 @@ from shared.db import (
     AUDITOR_ROLE,
     OWNER_ROLE,
     SERVICE_ROLE,
+    SERVICE_ROLES,
     bootstrap,
     create_pool,
     ensure_database,
@@ -28,7 +29,14 @@ from shared.servers import NatsServer, Postgres
 SERVICE_PASSWORD = "service-test-password"
 AUDITOR_PASSWORD = "auditor-test-password"
 OWNER_PASSWORD = "owner-test-password"
-ROLE_PASSWORDS = {OWNER_ROLE: OWNER_PASSWORD, SERVICE_ROLE: SERVICE_PASSWORD, AUDITOR_ROLE: AUDITOR_PASSWORD}
+# Each service's own role (shared/sql/0008_service_roles.sql), by service name.
+SERVICE_PASSWORDS = {service: f"{service}-test-password" for service in SERVICE_ROLES}
+ROLE_PASSWORDS = {
+    OWNER_ROLE: OWNER_PASSWORD,
+    SERVICE_ROLE: SERVICE_PASSWORD,
+    AUDITOR_ROLE: AUDITOR_PASSWORD,
+    **{SERVICE_ROLES[service]: password for service, password in SERVICE_PASSWORDS.items()},
+}
 TEMPLATE = "caseloop_template"
 _counter = itertools.count(1)
 
@@ -64,6 +72,10 @@ class Database:
         self.owner_url = with_credentials(self.admin_url, OWNER_ROLE, OWNER_PASSWORD)
         self.url = with_credentials(self.admin_url, SERVICE_ROLE, SERVICE_PASSWORD)
         self.auditor_url = with_credentials(self.admin_url, AUDITOR_ROLE, AUDITOR_PASSWORD)
+
+    def service_url(self, service: str) -> str:
+        """One service's own role (intake, routing, handling, verification, relay)."""
+        return with_credentials(self.admin_url, SERVICE_ROLES[service], SERVICE_PASSWORDS[service])
 
 
 @pytest.fixture

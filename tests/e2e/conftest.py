@@ -14,8 +14,8 @@ import pytest
 from shared.db import OWNER_ROLE, SERVICE_ROLE, ensure_database, with_credentials
 from shared.devsetup import load_dev_backend
 from shared.servers import Postgres, free_port
-from shared.stack import SERVICES, Stack, load_secrets
-from tests.conftest import OWNER_PASSWORD, SERVICE_PASSWORD, TEMPLATE
+from shared.stack import SERVICES, Stack, load_secrets, service_database_env
+from tests.conftest import OWNER_PASSWORD, SERVICE_PASSWORD, SERVICE_PASSWORDS, TEMPLATE
 from tests.e2e.client import Api, StackInfo
 
 
@@ -30,6 +30,7 @@ def stack(postgres: Postgres) -> Iterator[Stack]:
         **{k: v for k, v in os.environ.items() if not k.startswith("NATS_")},
         "DATABASE_URL": with_credentials(admin, SERVICE_ROLE, SERVICE_PASSWORD),
         "ADMIN_DATABASE_URL": with_credentials(admin, OWNER_ROLE, OWNER_PASSWORD),
+        **service_database_env(admin, SERVICE_PASSWORDS),  # each service as its own role
         "NATS_STREAM": name.upper(),
         "SUBJECT_PREFIX": name,
         "CLOCK_FILE": str(root / "clock"),

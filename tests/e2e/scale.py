@@ -16,8 +16,8 @@ import nats
 
 from shared.db import SERVICE_ROLE, ensure_database, with_credentials
 from shared.servers import Postgres, free_port
-from shared.stack import SERVICES, Process, Stack, load_secrets
-from tests.conftest import SERVICE_PASSWORD, TEMPLATE
+from shared.stack import SERVICES, Process, Stack, load_secrets, service_database_env
+from tests.conftest import SERVICE_PASSWORD, SERVICE_PASSWORDS, TEMPLATE
 from tests.e2e.client import Api, StackInfo
 
 
@@ -35,6 +35,7 @@ def scaled_stack(
         **os.environ,
         "DATABASE_URL": with_credentials(admin, SERVICE_ROLE, SERVICE_PASSWORD),
         "ADMIN_DATABASE_URL": admin,
+        **service_database_env(admin, SERVICE_PASSWORDS),  # each service as its own role
         "NATS_STREAM": name.upper(),
         "SUBJECT_PREFIX": name,
         "CLOCK_FILE": str(root / "clock"),

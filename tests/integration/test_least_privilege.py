@@ -9,7 +9,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from shared.db import OWNER_ROLE, bootstrap, ensure_database, run_migrations
+from shared.db import OWNER_ROLE, SERVICE_ROLES, bootstrap, ensure_database, run_migrations
 from shared.eventstore import EventStore, case_stream
 from shared.servers import Postgres
 from tests import examples
@@ -100,3 +100,85 @@ async def test_a_database_made_before_the_owner_role_is_handed_to_it(postgres: P
     finally:
         await conn.close()
     assert [r["owner"] for r in owners] == [OWNER_ROLE] and database_owner == OWNER_ROLE
+
+
+# Each service's own read models, and one write each into them that its role must be allowed.
+OWN_WRITES = {
+    "intake": "DELETE FROM case_view WHERE false",
+    "routing": "DELETE FROM dispatch_queue WHERE false",
+    "handling": "DELETE FROM task_view WHERE false",
+    "verification": "DELETE FROM verification_view WHERE false",
+    "relay": "UPDATE checkpoints SET position = position WHERE false",
+}
+# Writes into other services' read models: refused to every role but the owning one.
+FOREIGN_WRITES = {
+    "intake": ("UPDATE routing_tasks SET status = 'x'", "INSERT INTO log_checkpoints SELECT * FROM log_checkpoints"),
+    "routing": ("UPDATE case_view SET status = 'closed'", "DELETE FROM task_view", "DELETE FROM reporter_keys"),
+    "handling": (
+        "INSERT INTO verification_view SELECT * FROM verification_view",
+        "DELETE FROM dispatch_queue",
+        "DELETE FROM open_alarms",
+    ),
+    "verification": (
+        "UPDATE task_view SET status = 'x'",
+        "UPDATE checkpoints SET position = 0",
+        "DELETE FROM case_view",
+    ),
+    "relay": ("DELETE FROM case_view", "UPDATE verification_view SET outcome = 'x'", "DELETE FROM idempotency_keys"),
+}
+
+
+@pytest.mark.parametrize("service", sorted(OWN_WRITES))
+async def test_each_service_role_writes_its_own_read_models_only(
+    database: Database, store: EventStore, service: str
+) -> None:
+    case_id = uuid4()
+    await store.append(
+        case_stream(case_id), [examples.case_reported(case_id=case_id)], expected_version=0, metadata=examples.METADATA
+    )
+    conn = await asyncpg.connect(database.service_url(service))
+    try:
+        assert await conn.fetchval("SELECT current_user") == SERVICE_ROLES[service]
+        assert await conn.fetchval("SELECT count(*) FROM events") == 1
+        await conn.execute(OWN_WRITES[service])
+        for statement in (
+            *FOREIGN_WRITES[service],
+            "UPDATE events SET type = 'Forged'",
+            "DELETE FROM events",
+            "TRUNCATE events",
+            "INSERT INTO backend_keys (keyid, sub, public_key) VALUES ('k', 'evil', '\\x00'::bytea)",
+            "UPDATE pii_reads SET purpose = 'nothing'",
+        ):
+            with pytest.raises(REFUSED):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_services_write_their_own_rows_as_the_running_code_does(database: Database) -> None:
+    """The statements the services themselves run, as their own roles: nothing needs caseloop_service."""
+    own = {
+        "intake": "INSERT INTO open_alarms (device_key, case_id) VALUES ('d', gen_random_uuid())",
+        "routing": """INSERT INTO routing_tasks (task_id, case_id, department, status, case_version)
+                      VALUES (gen_random_uuid(), gen_random_uuid(), 'd', 'open', 1)""",
+        "handling": """INSERT INTO task_view (task_id, case_id, department, round, lead, status, accept_by,
+                           complete_by, category, case_version, updated_at)
+                       VALUES (gen_random_uuid(), gen_random_uuid(), 'd', 1, true, 's', now(), now(), 'c', 1, now())""",
+        "verification": """INSERT INTO verification_view (verification_id, case_id, round, kind, outcome, created_by,
+                               category, case_version, requested_at, updated_at)
+                           VALUES (gen_random_uuid(), gen_random_uuid(), 1, 'reporter', 'pending', 'b', 'c', 1,
+                                   now(), now())""",
+        "relay": "INSERT INTO checkpoints (name) VALUES ('relay-test')",
+    }
+    for service, statement in own.items():
+        conn = await asyncpg.connect(database.service_url(service))
+        try:
+            await conn.execute(statement)
+            await conn.execute("INSERT INTO signature_nonces VALUES ('k', $1, now())", service)
+            if service != "relay":  # the relay reads the log; it appends nothing and consumes nothing
+                await conn.execute("INSERT INTO inbox (consumer, event_id) VALUES ($1, gen_random_uuid())", service)
+            else:
+                with pytest.raises(REFUSED):
+                    await conn.execute("INSERT INTO inbox (consumer, event_id) VALUES ('r', gen_random_uuid())")
+        finally:
+            await conn.close()
