@@ -11,6 +11,13 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
 CREATE ROLE caseloop_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'owner_pw';
 CREATE ROLE caseloop_service LOGIN NOSUPERUSER PASSWORD :'service_pw';
 CREATE ROLE caseloop_auditor LOGIN NOSUPERUSER PASSWORD :'auditor_pw';
+-- Each service's own role (0008_service_roles.sql grants them); give one LOGIN and a password to
+-- point that service's DATABASE_URL at it instead of caseloop_service.
+CREATE ROLE caseloop_intake NOLOGIN;
+CREATE ROLE caseloop_routing NOLOGIN;
+CREATE ROLE caseloop_handling NOLOGIN;
+CREATE ROLE caseloop_verification NOLOGIN;
+CREATE ROLE caseloop_relay NOLOGIN;
 CREATE ROLE replicator LOGIN REPLICATION PASSWORD :'replicator_pw';
 CREATE DATABASE caseloop OWNER caseloop_owner;
 SQL
