@@ -253,6 +253,9 @@ class Stack:
             env = {**self.env, "HTTP_PORT": str(self.ports[name])}
             # Each service connects as its own database role when it has one; else DATABASE_URL.
             own = {s: env.pop(database_url_variable(s), "") for s in SERVICE_ROLES}
+            # The owner's credentials stay with the supervisor: a compromised service cannot borrow them.
+            env.pop("ADMIN_DATABASE_URL", None)
+            env.pop("ADMIN_DATABASE_URL_FILE", None)
             if own.get(service):
                 env["DATABASE_URL"] = own[service]
             if self.nats_passwords:  # each service connects as its own NATS user

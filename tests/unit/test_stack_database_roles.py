@@ -14,11 +14,15 @@ SHARED = "postgresql://caseloop_service:pw@127.0.0.1:5432/caseloop"
 
 def test_each_process_connects_as_its_own_role_and_sees_no_other_services_url(tmp_path: Path) -> None:
     stack = Stack(tmp_path)
-    stack.env = {"DATABASE_URL": SHARED, **service_database_env(ADMIN, {s: f"{s}-pw" for s in SERVICE_ROLES})}
+    stack.env = {
+        "DATABASE_URL": SHARED,
+        "ADMIN_DATABASE_URL": ADMIN,
+        **service_database_env(ADMIN, {s: f"{s}-pw" for s in SERVICE_ROLES}),
+    }
     for service in SERVICES:
         env = stack.process(service).env
         assert env["DATABASE_URL"].startswith(f"postgresql://{SERVICE_ROLES[service]}:{service}-pw@")
-        assert not any(k.endswith("_DATABASE_URL") and k != "ADMIN_DATABASE_URL" for k in env)
+        assert not any(k.endswith("_DATABASE_URL") for k in env), "no other role's credentials, the owner's included"
 
 
 def test_without_per_service_urls_every_process_uses_database_url(tmp_path: Path) -> None:
