@@ -10,29 +10,21 @@ import asyncpg
 import pytest
 from nats.js import JetStreamContext
 
-from shared.bus import Delivered, connect, delivered_from, ensure_stream
+from shared.bus import Delivered, delivered_from
 from shared.config import Settings
 from shared.consumer import Consumer, ConsumerSpec, ensure_consumer
 from shared.events import CaseClosed
 from shared.eventstore import EventStore, Metadata, Transaction, case_stream
-from shared.relay import Relay
 from tests import examples
 from tests.eventually import eventually
+from tests.relaying import relaying
 
 
 @pytest.fixture
 async def js(settings: Settings, store: EventStore) -> AsyncIterator[JetStreamContext]:
     """A JetStream context with the relay running, so appended events reach the stream."""
-    nc = await connect(settings, "consumer-test")
-    js = nc.jetstream()
-    await ensure_stream(js, settings)
-    relay = Relay(store, js, stream=settings.nats_stream, subject_prefix=settings.subject_prefix)
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    yield js
-    stop.set()
-    await task
-    await nc.close()
+    async with relaying(settings, store, "consumer-test") as (_, js):
+        yield js
 
 
 async def effects_of(pool: asyncpg.Pool) -> list[str]:

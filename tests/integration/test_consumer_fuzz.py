@@ -22,15 +22,15 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from services.intake import handlers
-from shared.bus import connect, delivered_from, ensure_stream
+from shared.bus import delivered_from
 from shared.config import Settings
 from shared.consumer import Consumer
 from shared.events import encode
 from shared.eventstore import EventStore, case_stream
-from shared.relay import Relay
 from shared.service import consumer_spec
 from tests import examples
 from tests.eventually import eventually
+from tests.relaying import relaying
 
 SEED = 20261126
 Message = tuple[str, bytes, dict[str, str]]
@@ -38,16 +38,8 @@ Message = tuple[str, bytes, dict[str, str]]
 
 @pytest.fixture
 async def js(settings: Settings, store: EventStore) -> AsyncIterator[JetStreamContext]:
-    nc = await connect(settings, "consumer-fuzz")
-    js = nc.jetstream()
-    await ensure_stream(js, settings)
-    relay = Relay(store, js, stream=settings.nats_stream, subject_prefix=settings.subject_prefix)
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    yield js
-    stop.set()
-    await task
-    await nc.close()
+    async with relaying(settings, store, "consumer-fuzz") as (_, js):
+        yield js
 
 
 def headers(kind: str = "CaseReported", **changes: str | None) -> dict[str, str]:

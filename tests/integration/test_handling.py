@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -16,7 +15,6 @@ from msgspec.structs import replace
 from services.handling.app import spec
 from services.handling.handlers import project_tasks
 from shared.auth import Role, issue_token
-from shared.bus import connect, ensure_stream
 from shared.case import replay
 from shared.config import Settings
 from shared.eventstore import EventStore, case_stream
@@ -24,6 +22,7 @@ from shared.relay import Relay
 from shared.service import build
 from tests import examples
 from tests.eventually import eventually
+from tests.relaying import relaying
 
 SECRET = "handling-test-secret-of-at-least-32-bytes"
 EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
@@ -34,16 +33,8 @@ Client = TestClient[web.Request, web.Application]
 @pytest.fixture
 async def relay(settings: Settings, store: EventStore) -> AsyncIterator[Relay]:
     """The relay running, so appended events reach the stream and handling's consumer."""
-    nc = await connect(settings, "handling-test")
-    js = nc.jetstream()
-    await ensure_stream(js, settings)
-    relay = Relay(store, js, stream=settings.nats_stream, subject_prefix=settings.subject_prefix)
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    yield relay
-    stop.set()
-    await task
-    await nc.close()
+    async with relaying(settings, store, "handling-test") as (relay, _):
+        yield relay
 
 
 @pytest.fixture

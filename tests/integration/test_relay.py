@@ -17,6 +17,7 @@ from shared.relay import Relay
 from shared.servers import NatsServer
 from tests import examples
 from tests.eventually import eventually
+from tests.relaying import relaying
 
 
 @pytest.fixture
@@ -47,16 +48,8 @@ async def stream_messages(settings: Settings) -> list[nats.aio.msg.Msg]:
 
 @pytest.fixture
 async def running_relay(relay_settings: Settings, store: EventStore) -> AsyncIterator[Relay]:
-    nc = await connect(relay_settings, "relay-test")
-    js = nc.jetstream()
-    await ensure_stream(js, relay_settings)
-    relay = Relay(store, js, stream=relay_settings.nats_stream, subject_prefix=relay_settings.subject_prefix)
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    yield relay
-    stop.set()
-    await task
-    await nc.close()
+    async with relaying(relay_settings, store, "relay-test") as (relay, _):
+        yield relay
 
 
 async def append_cases(store: EventStore, count: int) -> None:

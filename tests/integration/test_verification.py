@@ -17,16 +17,16 @@ from services.verification import handlers
 from services.verification.app import spec
 from services.verification.decide import verification_id_for
 from shared.auth import Role, issue_token
-from shared.bus import Delivered, connect, ensure_stream
+from shared.bus import Delivered
 from shared.case import Status
 from shared.config import Settings
 from shared.events import CaseEvent, CaseReopened, Location
 from shared.eventstore import EventStore, case_stream
-from shared.relay import Relay
 from shared.service import build
 from tests import examples
 from tests.conftest import Database
 from tests.eventually import eventually
+from tests.relaying import relaying
 from tests.signed import registered_backend, signed_call
 
 SECRET = "verification-test-secret-of-32-bytes-or-more"
@@ -53,19 +53,11 @@ def clock() -> MovableClock:
 async def client(settings: Settings, store: EventStore, clock: MovableClock) -> AsyncIterator[TestClient[Any, Any]]:
     """The app, plus a relay so appended events reach NATS and the app's consumer."""
     the_settings = replace(settings, jwt_secret=SECRET, deadline_interval=0.05)
-    nc = await connect(the_settings, "verification-test")
-    js = nc.jetstream()
-    await ensure_stream(js, the_settings)
-    relay = Relay(store, js, stream=the_settings.nats_stream, subject_prefix=the_settings.subject_prefix)
-    stop = asyncio.Event()
-    relaying = asyncio.create_task(relay.run(stop))
-    client = TestClient(TestServer(build(the_settings, spec(the_settings), clock=clock)))
-    await client.start_server()
-    yield client
-    await client.close()
-    stop.set()
-    await relaying
-    await nc.close()
+    async with relaying(the_settings, store, "verification-test"):
+        client = TestClient(TestServer(build(the_settings, spec(the_settings), clock=clock)))
+        await client.start_server()
+        yield client
+        await client.close()
 
 
 def token(role: Role, sub: str = "someone", grids: tuple[str, ...] = ()) -> dict[str, str]:
