@@ -9,6 +9,7 @@ longer be fresh). Anything else is 401, never a 5xx.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from datetime import timedelta
@@ -16,11 +17,13 @@ from typing import Any
 
 import asyncpg
 import http_sf
+import structlog
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from http_message_signatures import HTTPMessageVerifier, HTTPSignatureKeyResolver, algorithms
 
 from shared.auth import Principal, Role, unauthorized
+from shared.http import ProblemError
 from shared.signing import covered_components
 
 MAX_SKEW = 300  # seconds either side of our clock
@@ -29,6 +32,19 @@ MAX_SKEW = 300  # seconds either side of our clock
 NONCE_TTL = timedelta(seconds=2 * MAX_SKEW + 60)
 MAX_NONCE = 128
 PRUNE_EVERY = 60.0
+log = structlog.get_logger()
+
+# The nonce is stored only for a key id still registered, unrevoked, with the public key the
+# signature was verified with: `sub` is NULL otherwise, `fresh` false for a nonce seen before.
+_REMEMBER = """
+    WITH caller AS (
+        SELECT sub FROM backend_keys WHERE keyid = $1 AND public_key = $4 AND revoked_at IS NULL
+    ), stored AS (
+        INSERT INTO signature_nonces (keyid, nonce, expires_at)
+        SELECT $1, $2, now() + $3::interval FROM caller
+        ON CONFLICT DO NOTHING RETURNING true
+    )
+    SELECT (SELECT sub FROM caller) AS sub, EXISTS (SELECT FROM stored) AS fresh"""
 
 
 class _Message:
@@ -59,25 +75,52 @@ def key_id_of(signature_input: str) -> str:
 
 
 class SignedCallers:
-    """The verifier a service's auth middleware calls for requests that carry a signature."""
+    """The verifier a service's auth middleware calls for requests that carry a signature.
 
-    def __init__(self) -> None:
+    A backend's public key is remembered by key id (public, immutable once registered) so
+    that a signed call costs one statement: the one that stores its nonce also checks, in
+    the same snapshot, that the key is still registered unrevoked with those same bytes.
+    A revocation therefore takes effect on the very next call, as without the memo.
+    """
+
+    def __init__(self, max_keys: int = 1024) -> None:
         self._pruned = 0.0
+        self._pruning: asyncio.Task[None] | None = None
+        self._keys: dict[str, bytes] = {}
+        self._max_keys = max_keys
 
     async def authenticate(self, request: web.Request, pool: asyncpg.Pool) -> Principal:
         try:
             key_id = key_id_of(request.headers.get("Signature-Input", ""))
         except Exception:
             raise unauthorized("malformed Signature-Input") from None
-        row = await pool.fetchrow(
-            "SELECT sub, public_key FROM backend_keys WHERE keyid = $1 AND revoked_at IS NULL", key_id
-        )
-        if row is None:
-            raise unauthorized("unknown or revoked signing key")
+        remembered = self._keys.get(key_id)
+        public_key = remembered or await self._look_up(pool, key_id)
         body = await request.read()  # past client_max_size: 413
-        nonce = self._verify(request, bytes(row["public_key"]), body)
-        await self._remember(pool, key_id, nonce)
-        return Principal(sub=row["sub"], role=Role.REPORTER_BACKEND)
+        try:
+            nonce = self._verify(request, public_key, body)
+        except ProblemError:
+            if remembered is None:
+                raise
+            # A remembered key that does not verify: look again, the key id may have been registered anew.
+            public_key = await self._look_up(pool, key_id)
+            if public_key == remembered:
+                raise
+            nonce = self._verify(request, public_key, body)
+        sub = await self._remember(pool, key_id, public_key, nonce)
+        return Principal(sub=sub, role=Role.REPORTER_BACKEND)
+
+    async def _look_up(self, pool: asyncpg.Pool, key_id: str) -> bytes:
+        """The key id's registered, unrevoked public key (401 if none); remembered for next time."""
+        public_key = await pool.fetchval(
+            "SELECT public_key FROM backend_keys WHERE keyid = $1 AND revoked_at IS NULL", key_id
+        )
+        if public_key is None:
+            raise unauthorized("unknown or revoked signing key")
+        self._keys[key_id] = bytes(public_key)
+        while len(self._keys) > self._max_keys:
+            del self._keys[next(iter(self._keys))]
+        return bytes(public_key)
 
     @staticmethod
     def _verify(request: web.Request, public_key: bytes, body: bytes) -> str:
@@ -102,20 +145,33 @@ class SignedCallers:
             raise unauthorized("a signature needs a nonce")
         return nonce
 
-    async def _remember(self, pool: asyncpg.Pool, key_id: str, nonce: str) -> None:
-        now = time.monotonic()
-        if now - self._pruned > PRUNE_EVERY:
-            self._pruned = now
-            await pool.execute("DELETE FROM signature_nonces WHERE expires_at < now()")
-        fresh = await pool.fetchval(
-            """INSERT INTO signature_nonces (keyid, nonce, expires_at) VALUES ($1, $2, now() + $3::interval)
-               ON CONFLICT DO NOTHING RETURNING true""",
-            key_id,
-            nonce,
-            NONCE_TTL,
-        )
-        if not fresh:
+    async def _remember(self, pool: asyncpg.Pool, key_id: str, public_key: bytes, nonce: str) -> str:
+        """Store the nonce if the key is still registered and unrevoked; the caller's sub."""
+        self._prune_now_and_then(pool)
+        row = await pool.fetchrow(_REMEMBER, key_id, nonce, NONCE_TTL, public_key)
+        assert row is not None  # one row, always
+        if row["sub"] is None:
+            self._keys.pop(key_id, None)
+            raise unauthorized("unknown or revoked signing key")
+        if not row["fresh"]:
             raise unauthorized("nonce already used")
+        return str(row["sub"])
+
+    def _prune_now_and_then(self, pool: asyncpg.Pool) -> None:
+        """Expired nonces go at most every PRUNE_EVERY seconds, beside the requests, not in one."""
+        now = time.monotonic()
+        if now - self._pruned <= PRUNE_EVERY or (self._pruning is not None and not self._pruning.done()):
+            return
+        self._pruned = now
+        self._pruning = asyncio.get_running_loop().create_task(_prune(pool))
+
+
+async def _prune(pool: asyncpg.Pool) -> None:
+    """A late prune only keeps rows longer: a failure is logged, and the next one catches up."""
+    try:
+        await pool.execute("DELETE FROM signature_nonces WHERE expires_at < now()")
+    except Exception as exc:
+        log.warning("nonce_prune_failed", error=type(exc).__name__)
 
 
 def default_key_id(sub: str, public_key: bytes) -> str:
