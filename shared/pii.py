@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import re
+from datetime import date
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -22,6 +23,29 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from shared.events import SealedReporter
 
 ALG = "AES-256-GCM"
+
+
+# Count one report for (phone_index $1, day $2) and return the reporter's key; a reporter seen
+# for the first time gets the key made by the caller ($4, wrapped $5), unless past the limit ($3).
+_COUNT_AND_KEY = """
+    WITH quota AS (
+        INSERT INTO reporter_quota (phone_index, day, reports) VALUES ($1, $2, 1)
+        ON CONFLICT (phone_index, day) DO UPDATE SET reports = reporter_quota.reports + 1
+        RETURNING reports
+    ), known AS (
+        SELECT ref, wrapped_key FROM reporter_keys WHERE phone_index = $1 AND wrapped_key IS NOT NULL
+    ), created AS (
+        INSERT INTO reporter_keys (ref, phone_index, wrapped_key)
+        SELECT $4, $1, $5 WHERE NOT EXISTS (SELECT FROM known) AND (SELECT reports FROM quota) <= $3
+        ON CONFLICT (phone_index) WHERE wrapped_key IS NOT NULL DO NOTHING
+        RETURNING ref, wrapped_key
+    )
+    SELECT quota.reports, found.ref, found.wrapped_key
+    FROM quota LEFT JOIN (SELECT * FROM known UNION ALL SELECT * FROM created) AS found ON true"""
+
+
+class OverLimit(Exception):
+    """The reporter has reached today's limit of reports: counted, nothing sealed."""
 
 
 class Reporter(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,10 +102,14 @@ class Vault:
     def phone_index(self, phone: str) -> bytes:
         return hmac.new(self._index_key, normalize_phone(phone).encode(), hashlib.sha256).digest()
 
-    async def seal(self, conn: Any, reporter: Reporter) -> SealedReporter:
-        """Encrypt with the reporter's own data key (created on first sight of their phone)."""
+    async def seal(self, conn: Any, reporter: Reporter, *, day: date | None = None, limit: int = 0) -> SealedReporter:
+        """Encrypt with the reporter's own data key (created on first sight of their phone).
+
+        With `day`, a reporter with a phone is also counted for that day and refused with
+        OverLimit past `limit` (no key is created then): the count and the key are one statement.
+        """
         index = self.phone_index(reporter.phone) if reporter.phone else None
-        ref, data_key = await self._key_for(conn, index)
+        ref, data_key = await self._key_for(conn, index, day, limit)
         nonce = os.urandom(12)
         ciphertext = AESGCM(data_key).encrypt(nonce, _encoder.encode(reporter), ref.bytes)
         return SealedReporter(
@@ -91,7 +119,31 @@ class Vault:
             ciphertext=base64.b64encode(ciphertext).decode(),
         )
 
-    async def _key_for(self, conn: Any, index: bytes | None) -> tuple[UUID, bytes]:
+    async def _key_for(self, conn: Any, index: bytes | None, day: date | None, limit: int) -> tuple[UUID, bytes]:
+        if index is not None and day is not None:
+            counted = await self._count_and_key(conn, index, day, limit)
+            if counted is not None:
+                return counted
+        return await self._find_or_create(conn, index)
+
+    async def _count_and_key(self, conn: Any, index: bytes, day: date, limit: int) -> tuple[UUID, bytes] | None:
+        """Count today's report and find the key, or create it for a new reporter, in one round trip.
+
+        None when another request created this reporter's key at the same moment (the report
+        is counted: look the key up). The new key is made before we know it is needed: cheaper
+        than a second round trip for every first report.
+        """
+        ref, data_key = uuid4(), AESGCM.generate_key(bit_length=256)
+        row = await conn.fetchrow(_COUNT_AND_KEY, index, day, limit, ref, self._wrap(ref, data_key))
+        if row["reports"] > limit:
+            raise OverLimit
+        if row["ref"] is None:
+            return None
+        if row["ref"] == ref:
+            return ref, data_key
+        return row["ref"], self._unwrap(row["ref"], bytes(row["wrapped_key"]))
+
+    async def _find_or_create(self, conn: Any, index: bytes | None) -> tuple[UUID, bytes]:
         if index is not None:
             row = await conn.fetchrow(
                 "SELECT ref, wrapped_key FROM reporter_keys WHERE phone_index = $1 AND wrapped_key IS NOT NULL",
@@ -108,7 +160,7 @@ class Vault:
             self._wrap(ref, data_key),
         )
         if stored is None:  # the same phone was first seen concurrently: use that key
-            return await self._key_for(conn, index)
+            return await self._find_or_create(conn, index)
         return ref, data_key
 
     def _wrap(self, ref: UUID, data_key: bytes) -> bytes:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -70,20 +69,21 @@ def rate_limit_middleware(buckets: TokenBuckets) -> web.middleware:  # type: ign
     return middleware
 
 
-async def count_reporter_report(conn: Any, phone_index: bytes, now: datetime, limit: int) -> None:
-    """Count one report by this reporter today; 429 past `limit` (repeat floods, gamed KPIs)."""
+def reporter_day(now: datetime) -> date:
+    """The day a reporter's reports are counted under: the command centre's local date."""
+    return now.astimezone(LOCAL).date()
+
+
+def reporter_over_limit(now: datetime, limit: int) -> ProblemError:
+    """429 for a reporter past today's `limit` (repeat floods, gamed KPIs), until local midnight.
+
+    The count itself is kept with the reporter's key (shared/pii.py `Vault.seal`): one statement
+    counts the report and finds the key, so a report costs one round trip for both.
+    """
     local = now.astimezone(LOCAL)
-    reports = await conn.fetchval(
-        """INSERT INTO reporter_quota (phone_index, day, reports) VALUES ($1, $2, 1)
-           ON CONFLICT (phone_index, day) DO UPDATE SET reports = reporter_quota.reports + 1
-           RETURNING reports""",
-        phone_index,
-        local.date(),
+    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), LOCAL)
+    return too_many(
+        "this reporter has reached today's limit of reports",
+        (midnight - local).total_seconds(),
+        f'"reporter";q={limit};w=86400',
     )
-    if reports > limit:
-        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), LOCAL)
-        raise too_many(
-            "this reporter has reached today's limit of reports",
-            (midnight - local).total_seconds(),
-            f'"reporter";q={limit};w=86400',
-        )

@@ -63,12 +63,10 @@ async def post_report(request: web.Request) -> web.Response:
     _check_report(report)
 
     sealed = None
-    await privacy.count_report(request, request.app[VAULT], report.reporter.phone if report.reporter else None)
     if report.reporter and (report.reporter.name or report.reporter.phone):
-        async with request.app[POOL].acquire() as conn:  # its own transaction: keys are created first
-            sealed = await request.app[VAULT].seal(
-                conn, Reporter(name=report.reporter.name, phone=report.reporter.phone)
-            )
+        # Its own statement, before the report: the reporter's key exists before any event names it.
+        reporter = Reporter(name=report.reporter.name, phone=report.reporter.phone)
+        sealed = await privacy.seal_reporter(request, request.app[VAULT], reporter)
     command = ReportCase(
         case_id=uuid4(),
         source=report.source,
@@ -131,6 +129,8 @@ async def _record_report(
 ) -> tuple[int, api.ReportAccepted]:
     store = request.app[STORE]
     metadata = metadata_for(principal)
+    if not key and command.device is None:
+        return await _record_plain(request, command, metadata)
     async with store.transaction() as tx:
         device_key = f"{command.device.id}\x1f{command.device.alarm}" if command.device else None
         accepted: api.ReportAccepted | None = None
@@ -169,6 +169,20 @@ async def _record_report(
             if not stored:
                 raise _KeyTaken
     return status, accepted
+
+
+async def _record_plain(
+    request: web.Request, command: ReportCase, metadata: Metadata
+) -> tuple[int, api.ReportAccepted]:
+    """A report with nothing to keep beside it (no Idempotency-Key, no alarm): one append, no BEGIN/COMMIT.
+
+    A new case's stream is written whole by one INSERT, which is atomic by itself.
+    """
+    events = decide(Case(), command)
+    result = await request.app[STORE].append(
+        case_stream(command.case_id), events, expected_version=0, metadata=metadata
+    )
+    return 201, api.ReportAccepted(case_id=command.case_id, status="reported", version=result.version)
 
 
 async def _merge_alarm(

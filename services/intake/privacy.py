@@ -16,9 +16,10 @@ from msgspec import Meta
 from shared.access import sees_personal_data
 from shared.auth import Principal, Role, principal_of
 from shared.case import Case
+from shared.events import SealedReporter
 from shared.http import json_response, parse_query
-from shared.pii import Reporter, Vault, masked
-from shared.ratelimit import count_reporter_report
+from shared.pii import OverLimit, Reporter, Vault, masked
+from shared.ratelimit import reporter_day, reporter_over_limit
 from shared.service import CLOCK, POOL, SETTINGS
 
 PURPOSE = "X-Purpose"  # why a member of staff needs the reporter's name and phone
@@ -69,14 +70,17 @@ async def reporter_view(
     return plain, False
 
 
-async def count_report(request: web.Request, vault: Vault, phone: str | None) -> None:
-    """The same phone reporting again and again: counted by blind index, 429 past the limit."""
-    if not phone:
-        return
+async def seal_reporter(request: web.Request, vault: Vault, reporter: Reporter) -> SealedReporter:
+    """The reporter's name and phone sealed with their own key; a phone is also counted by blind
+    index against the daily limit (429 past it), in the same statement that finds the key.
+    """
+    now = request.app[CLOCK]()
+    limit = request.app[SETTINGS].reporter_daily_limit
     async with request.app[POOL].acquire() as conn:
-        await count_reporter_report(
-            conn, vault.phone_index(phone), request.app[CLOCK](), request.app[SETTINGS].reporter_daily_limit
-        )
+        try:
+            return await vault.seal(conn, reporter, day=reporter_day(now), limit=limit)
+        except OverLimit:
+            raise reporter_over_limit(now, limit) from None
 
 
 async def list_pii_reads(request: web.Request) -> web.Response:
