@@ -33,6 +33,7 @@ import msgspec
 from shared.case import NO_CASE, Case, replay
 from shared.clock import Clock, system_clock
 from shared.events import SCHEMA_VERSION, CaseEvent, Event, decode, encode, type_name
+from shared.groupcommit import GroupCommit
 
 GENESIS = bytes(32)
 _json = msgspec.json.Encoder()
@@ -63,7 +64,9 @@ class Checkpoint(msgspec.Struct, frozen=True, order=True):
 ORIGIN = Checkpoint()
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+class RecordedEvent(msgspec.Struct, frozen=True):
+    """One stored row. Fields in `_COLUMNS` order: a row is built positionally, the hot path of replay."""
+
     position: int
     tx: int
     event_id: UUID
@@ -72,13 +75,17 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     schema_version: int
     data: str  # the exact stored JSON text
-    metadata: Metadata
+    metadata_json: str  # likewise; decoded on demand by `metadata`
     recorded_at: datetime
     hash: bytes
 
     @property
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(self.tx, self.position)
+
+    @property
+    def metadata(self) -> Metadata:
+        return _metadata_decoder.decode(self.metadata_json)
 
     def event(self) -> CaseEvent:
         return decode(self.data, self.schema_version)
@@ -124,7 +131,7 @@ def recorded_hash(prev: bytes, row: RecordedEvent) -> bytes:
         type=row.type,
         schema_version=row.schema_version,
         data=row.data,
-        metadata=_json.encode(row.metadata).decode(),
+        metadata=row.metadata_json,
         recorded_at=row.recorded_at,
     )
 
@@ -150,27 +157,132 @@ _COLUMNS = (
 
 
 def _recorded(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        position=row["position"],
-        tx=row["tx"],
-        event_id=row["event_id"],
-        stream_id=row["stream_id"],
-        version=row["version"],
-        type=row["type"],
-        schema_version=row["schema_version"],
-        data=row["data"],
-        metadata=_metadata_decoder.decode(row["metadata"]),
-        recorded_at=row["recorded_at"],
-        hash=bytes(row["hash"]),
+    return RecordedEvent(*row)  # _COLUMNS order; asyncpg gives bytea as bytes
+
+
+class HeadHints:
+    """A bounded memo of each stream's last (version, hash) this process saw: a hint, never trusted.
+
+    It spares an append the round trip that reads the head: the INSERT itself checks, in the
+    same statement, that the stream's head is still the one remembered, and writes nothing
+    otherwise (then the slow path reads the head and tells a stale hint from a moved stream).
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._heads: dict[str, tuple[int, bytes]] = {}
+
+    def get(self, stream_id: str, version: int) -> bytes | None:
+        head = self._heads.get(stream_id)
+        return head[1] if head is not None and head[0] == version else None
+
+    def put(self, stream_id: str, version: int, hash: bytes) -> None:
+        heads = self._heads
+        heads.pop(stream_id, None)
+        heads[stream_id] = (version, hash)
+        if len(heads) > self.size:
+            del heads[next(iter(heads))]  # the least recently written
+
+
+_APPEND = """
+    WITH head AS (SELECT version, hash FROM events WHERE stream_id = $2 ORDER BY version DESC LIMIT 1)
+    INSERT INTO events (event_id, stream_id, version, type, schema_version, data, metadata, recorded_at, hash)
+    SELECT e.id, $2, e.version, e.type, $3, e.data::json, $4::json, $5, e.hash
+    FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::bytea[]) AS e(id, version, type, data, hash)
+    WHERE coalesce((SELECT version FROM head), 0) = $10
+      AND (SELECT hash FROM head) IS NOT DISTINCT FROM $11::bytea
+      AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($1::uuid[]))
+    RETURNING position"""
+
+# Many streams' appends in one statement (group commit). Each stream keeps the guard of
+# _APPEND; a stream whose guard fails is left out and its caller takes the one-stream path.
+_APPEND_MANY = """
+    WITH e AS (
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
+                             $7::timestamptz[], $8::bytea[]) WITH ORDINALITY
+                      AS e(id, stream_id, version, type, data, metadata, recorded_at, hash, n)
+    ), s AS (
+        SELECT * FROM unnest($9::text[], $10::int[], $11::bytea[]) AS s(stream_id, expected, head_hash)
+    ), stored AS (  -- streams some of whose event ids are stored already (the index on event_id)
+        SELECT DISTINCT e.stream_id FROM events x JOIN e ON e.id = x.event_id WHERE x.event_id = ANY($1::uuid[])
+    ), ok AS (
+        SELECT s.stream_id FROM s
+        LEFT JOIN LATERAL (SELECT version, hash FROM events WHERE events.stream_id = s.stream_id
+                           ORDER BY version DESC LIMIT 1) AS h ON true
+        WHERE coalesce(h.version, 0) = s.expected AND h.hash IS NOT DISTINCT FROM s.head_hash
+          AND s.stream_id NOT IN (SELECT stream_id FROM stored)
     )
+    INSERT INTO events (event_id, stream_id, version, type, schema_version, data, metadata, recorded_at, hash)
+    SELECT e.id, e.stream_id, e.version, e.type, $12, e.data::json, e.metadata::json, e.recorded_at, e.hash
+    FROM e JOIN ok USING (stream_id) ORDER BY e.n
+    RETURNING stream_id, version, position"""
+
+
+class _Rows(msgspec.Struct):
+    """One append's rows, chained and ready to insert: the same bytes whichever path writes them."""
+
+    stream_id: str
+    expected_version: int
+    head_hash: bytes | None  # the hash of version expected_version; None for a new stream
+    ids: list[UUID]
+    versions: list[int]
+    types: list[str]
+    datas: list[str]
+    metadata: str
+    recorded_at: datetime
+    hashes: list[bytes]
+
+    def result(self, positions: Sequence[int]) -> AppendResult:
+        return AppendResult(self.stream_id, self.versions[-1], tuple(sorted(positions)))
+
+
+def _rows(
+    stream_id: str,
+    events: Sequence[Event],
+    ids: list[UUID],
+    expected_version: int,
+    prev: bytes,
+    metadata: Metadata,
+    now: datetime,
+) -> _Rows:
+    rows = _Rows(stream_id, expected_version, None if expected_version == 0 else prev, ids, [], [], [], "", now, [])
+    rows.metadata = meta = _json.encode(metadata).decode()
+    for offset, (event, event_id) in enumerate(zip(events, ids, strict=True), start=1):
+        version = expected_version + offset
+        data = encode(event).decode()
+        kind = type_name(event)
+        prev = event_hash(
+            prev,
+            stream_id=stream_id,
+            version=version,
+            event_id=event_id,
+            type=kind,
+            schema_version=SCHEMA_VERSION,
+            data=data,
+            metadata=meta,
+            recorded_at=now,
+        )
+        rows.versions.append(version)
+        rows.types.append(kind)
+        rows.datas.append(data)
+        rows.hashes.append(prev)
+    return rows
+
+
+def _event_ids(events: Sequence[Event], event_ids: Sequence[UUID] | None) -> list[UUID]:
+    ids = list(event_ids) if event_ids is not None else [uuid4() for _ in events]
+    if len(ids) != len(events):
+        raise ValueError("one event id per event")
+    return ids
 
 
 class Transaction:
     """One PostgreSQL transaction: appends, reads and inbox rows commit together."""
 
-    def __init__(self, conn: Any, clock: Clock) -> None:
+    def __init__(self, conn: Any, clock: Clock, heads: HeadHints | None = None) -> None:
         self.conn = conn
         self._clock = clock
+        self._heads = heads if heads is not None else HeadHints()
 
     async def append(
         self,
@@ -185,12 +297,27 @@ class Transaction:
 
         Raises ConcurrencyError when the stream is not at `expected_version`. Appending
         event ids that are all stored already writes nothing and returns what was stored.
+        One round trip when the head is known (a new stream, or one this process just read
+        or wrote); two otherwise.
         """
-        ids = list(event_ids) if event_ids is not None else [uuid4() for _ in events]
-        if len(ids) != len(events):
-            raise ValueError("one event id per event")
+        ids = _event_ids(events, event_ids)
         if not events:
             return AppendResult(stream_id, expected_version, ())
+        prev = GENESIS if expected_version == 0 else self._heads.get(stream_id, expected_version)
+        for _ in range(2):
+            if prev is None:
+                checked = await self._check_head(stream_id, ids, expected_version)
+                if isinstance(checked, AppendResult):
+                    return checked
+                prev = checked
+            result = await self._insert(stream_id, events, ids, expected_version, prev, metadata)
+            if result is not None:
+                return result
+            prev = None  # nothing written: stored ids, a moved stream, or a stale hint; look
+        raise ConcurrencyError(f"{stream_id} moved while appending at version {expected_version}")
+
+    async def _check_head(self, stream_id: str, ids: list[UUID], expected_version: int) -> bytes | AppendResult:
+        """The head's hash if the stream is at `expected_version`; what was stored if the ids were."""
         head = await self.conn.fetchrow(
             """SELECT (SELECT count(*) FROM events WHERE event_id = ANY($2::uuid[])) AS stored,
                       h.version, h.hash
@@ -205,50 +332,41 @@ class Transaction:
         current = head["version"] or 0
         if current != expected_version:
             raise ConcurrencyError(f"{stream_id} is at version {current}, expected {expected_version}")
-        prev = bytes(head["hash"]) if head["hash"] is not None else GENESIS
-        now = self._clock()
-        meta = _json.encode(metadata).decode()
-        versions, types, datas, hashes = [], [], [], []
-        for offset, (event, event_id) in enumerate(zip(events, ids, strict=True), start=1):
-            version = expected_version + offset
-            data = encode(event).decode()
-            prev = event_hash(
-                prev,
-                stream_id=stream_id,
-                version=version,
-                event_id=event_id,
-                type=type_name(event),
-                schema_version=SCHEMA_VERSION,
-                data=data,
-                metadata=meta,
-                recorded_at=now,
-            )
-            versions.append(version)
-            types.append(type_name(event))
-            datas.append(data)
-            hashes.append(prev)
+        return bytes(head["hash"]) if head["hash"] is not None else GENESIS
+
+    async def _insert(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        ids: list[UUID],
+        expected_version: int,
+        prev: bytes,
+        metadata: Metadata,
+    ) -> AppendResult | None:
+        """The guarded INSERT: None when the head is not (expected_version, prev) or an id is stored."""
+        rows = _rows(stream_id, events, ids, expected_version, prev, metadata, self._clock())
         try:
-            rows = await self.conn.fetch(
-                """INSERT INTO events (event_id, stream_id, version, type, schema_version,
-                                       data, metadata, recorded_at, hash)
-                   SELECT e.id, $2, e.version, e.type, $3, e.data::json, $4::json, $5, e.hash
-                   FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::bytea[])
-                        AS e(id, version, type, data, hash)
-                   RETURNING position""",
+            written = await self.conn.fetch(
+                _APPEND,
                 ids,
                 stream_id,
                 SCHEMA_VERSION,
-                meta,
-                now,
-                versions,
-                types,
-                datas,
-                hashes,
+                rows.metadata,
+                rows.recorded_at,
+                rows.versions,
+                rows.types,
+                rows.datas,
+                rows.hashes,
+                expected_version,
+                rows.head_hash,
             )
         except asyncpg.UniqueViolationError as exc:
             # A racing writer took the version, or appended the same event id first.
             raise ConcurrencyError(f"{stream_id}: {exc.constraint_name}") from exc
-        return AppendResult(stream_id, versions[-1], tuple(sorted(r["position"] for r in rows)))
+        if not written:
+            return None
+        self._heads.put(stream_id, rows.versions[-1], rows.hashes[-1])
+        return rows.result([r["position"] for r in written])
 
     async def _stored_result(self, stream_id: str, ids: list[UUID]) -> AppendResult:
         rows = await self.conn.fetch(
@@ -283,7 +401,10 @@ class Transaction:
             to_version,
             until,
         )
-        return [_recorded(r) for r in rows]
+        records = [_recorded(r) for r in rows]
+        if records and to_version is None and until is None:
+            self._heads.put(stream_id, records[-1].version, records[-1].hash)
+        return records
 
     async def load(self, case_id: UUID) -> tuple[Case, int]:
         """The case folded from its events, and the version it reflects (0: no such case)."""
@@ -316,14 +437,18 @@ class Transaction:
 class EventStore:
     """The append-only log. Every method runs in its own transaction unless given one."""
 
-    def __init__(self, pool: asyncpg.Pool, clock: Clock = system_clock) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock = system_clock, *, group_commit: bool = True) -> None:
         self.pool = pool
         self.clock = clock
+        self.heads = HeadHints()
+        self.group: GroupCommit[_Rows, AppendResult | None] | None = (
+            GroupCommit(self._append_many, key=lambda rows: rows.stream_id) if group_commit else None
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self.pool.acquire() as conn, conn.transaction():
-            yield Transaction(conn, self.clock)
+            yield Transaction(conn, self.clock, self.heads)
 
     async def append(
         self,
@@ -334,12 +459,72 @@ class EventStore:
         metadata: Metadata,
         event_ids: Sequence[UUID] | None = None,
     ) -> AppendResult:
-        # One INSERT … SELECT FROM unnest is atomic by itself, and the (stream_id, version) key
-        # catches a racing writer, so a lone append needs no BEGIN/COMMIT round trips.
+        """Append in a transaction of its own: group-committed with the appends that queue beside it.
+
+        One INSERT is atomic by itself, and the (stream_id, version) key catches a racing writer,
+        so a lone append needs no BEGIN/COMMIT. Concurrent lone appends (to distinct streams)
+        share one INSERT and one commit (shared/groupcommit.py). An append whose head this
+        process does not know, or whose guard fails in the batch, takes the one-stream path.
+        """
+        ids = _event_ids(events, event_ids)
+        prev = GENESIS if expected_version == 0 else self.heads.get(stream_id, expected_version)
+        if self.group is not None and events and prev is not None:
+            rows = _rows(stream_id, events, ids, expected_version, prev, metadata, self.clock())
+            if (result := await self.group.submit(rows)) is not None:
+                return result
         async with self.pool.acquire() as conn:
-            return await Transaction(conn, self.clock).append(
-                stream_id, events, expected_version=expected_version, metadata=metadata, event_ids=event_ids
+            return await Transaction(conn, self.clock, self.heads).append(
+                stream_id, events, expected_version=expected_version, metadata=metadata, event_ids=ids
             )
+
+    async def _append_many(self, batch: list[_Rows]) -> list[AppendResult | None]:
+        """One statement, one commit for a batch of appends to distinct streams.
+
+        None for an append left out (its guard failed); None for all of them when a racing
+        writer elsewhere took a version (the statement fails whole): each then goes alone.
+        """
+        ids: list[UUID] = []
+        streams: list[str] = []
+        versions: list[int] = []
+        types: list[str] = []
+        datas: list[str] = []
+        metas: list[str] = []
+        times: list[datetime] = []
+        hashes: list[bytes] = []
+        for rows in batch:
+            count = len(rows.ids)
+            ids += rows.ids
+            streams += [rows.stream_id] * count
+            versions += rows.versions
+            types += rows.types
+            datas += rows.datas
+            metas += [rows.metadata] * count
+            times += [rows.recorded_at] * count
+            hashes += rows.hashes
+        columns = (ids, streams, versions, types, datas, metas, times, hashes)
+        try:
+            async with self.pool.acquire() as conn:
+                written = await conn.fetch(
+                    _APPEND_MANY,
+                    *columns,
+                    [rows.stream_id for rows in batch],
+                    [rows.expected_version for rows in batch],
+                    [rows.head_hash for rows in batch],
+                    SCHEMA_VERSION,
+                )
+        except asyncpg.UniqueViolationError:
+            return [None] * len(batch)
+        positions: dict[str, list[int]] = {}
+        for row in written:
+            positions.setdefault(row["stream_id"], []).append(row["position"])
+        results: list[AppendResult | None] = []
+        for rows in batch:
+            if stream_positions := positions.get(rows.stream_id):
+                self.heads.put(rows.stream_id, rows.versions[-1], rows.hashes[-1])
+                results.append(rows.result(stream_positions))
+            else:
+                results.append(None)
+        return results
 
     async def read_stream(
         self,
@@ -350,13 +535,13 @@ class EventStore:
         until: datetime | None = None,
     ) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
-            return await Transaction(conn, self.clock).read_stream(
+            return await Transaction(conn, self.clock, self.heads).read_stream(
                 stream_id, from_version=from_version, to_version=to_version, until=until
             )
 
     async def load(self, case_id: UUID) -> tuple[Case, int]:
         async with self.pool.acquire() as conn:
-            return await Transaction(conn, self.clock).load(case_id)
+            return await Transaction(conn, self.clock, self.heads).load(case_id)
 
     async def read_all(self, after: Checkpoint = ORIGIN, limit: int = 500) -> list[RecordedEvent]:
         """Committed events past `after`, in (tx, position) order, never skipping a late commit."""

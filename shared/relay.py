@@ -19,6 +19,7 @@ import structlog
 from nats.js import JetStreamContext
 
 from shared.bus import headers_for, subject_for
+from shared.db import release_session_lock
 from shared.eventstore import Checkpoint, EventStore
 
 log = structlog.get_logger()
@@ -79,7 +80,7 @@ class Relay:
                     finally:
                         self.active = False
                         with contextlib.suppress(Exception):
-                            await lock_conn.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK)
+                            await release_session_lock(lock_conn, _RELAY_LOCK)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("relay_database_unavailable", error=str(exc))
                 await _sleep(stop, 1.0)

@@ -9,7 +9,7 @@ from uuid import UUID, uuid5
 import msgspec
 
 from shared.events import CaseEvent, encode, type_name
-from shared.eventstore import GENESIS, Metadata, RecordedEvent, case_stream, event_hash
+from shared.eventstore import GENESIS, RecordedEvent, case_stream, event_hash
 from tests import examples
 
 _json = msgspec.json.Encoder()
@@ -55,7 +55,7 @@ def chained(
                 type=type_name(event),
                 schema_version=1,
                 data=data,
-                metadata=Metadata(correlation_id=meta.correlation_id, actor=meta.actor),
+                metadata_json=_json.encode(meta).decode(),
                 recorded_at=at,
                 hash=prev,
             )

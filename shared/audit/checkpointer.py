@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from shared.audit.chain import StreamHeads, next_head, streams_root
 from shared.audit.signing import SignedCheckpoint, key_id, public_bytes, sign
 from shared.clock import Clock, system_clock
+from shared.db import release_session_lock
 from shared.eventstore import GENESIS, Checkpoint, EventStore
 
 log = structlog.get_logger()
@@ -182,7 +183,7 @@ class Checkpointer:
                     finally:
                         self.active = False
                         with contextlib.suppress(Exception):
-                            await lock_conn.execute("SELECT pg_advisory_unlock($1)", _CHECKPOINT_LOCK)
+                            await release_session_lock(lock_conn, _CHECKPOINT_LOCK)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("checkpointer_database_unavailable", error=str(exc))
                 await _sleep(stop, 1.0)

@@ -14,11 +14,9 @@ import msgspec
 
 from shared.audit.chain import Finding, StreamHeads, leaf, merkle_proof, root_from_proof, stream_findings
 from shared.audit.signing import SignedCheckpoint, key_id, public_key_text, signature_valid
-from shared.eventstore import Metadata, RecordedEvent
+from shared.eventstore import RecordedEvent
 
 FORMAT = "caseloop-case-export-v1"
-_metadata = msgspec.json.Decoder(Metadata)
-_json = msgspec.json.Encoder()
 
 
 class ExportedEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,7 +55,7 @@ def exported(row: RecordedEvent) -> ExportedEvent:
         type=row.type,
         schema_version=row.schema_version,
         data=row.data,
-        metadata=_json.encode(row.metadata).decode(),
+        metadata=row.metadata_json,
         recorded_at=row.recorded_at,
         hash=row.hash.hex(),
     )
@@ -73,7 +71,7 @@ def recorded(event: ExportedEvent) -> RecordedEvent:
         type=event.type,
         schema_version=event.schema_version,
         data=event.data,
-        metadata=_metadata.decode(event.metadata),
+        metadata_json=event.metadata,
         recorded_at=event.recorded_at,
         hash=bytes.fromhex(event.hash),
     )

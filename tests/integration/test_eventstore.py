@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from uuid import uuid4
 
 import asyncpg
+import msgspec
 import pytest
 
 from shared.eventstore import (
@@ -183,3 +185,104 @@ async def test_a_payload_changed_by_a_superuser_breaks_the_chain(store: EventSto
         await conn.close()
 
     assert chain_breaks(await store.read_stream(stream)) == [f"{stream}@3: stored hash does not match its bytes"]
+
+
+async def test_a_head_remembered_from_a_rolled_back_append_is_only_a_hint(store: EventStore) -> None:
+    stream = case_stream(examples.CASE_ID)
+    await store.append(stream, [examples.case_reported()], expected_version=0, metadata=examples.METADATA)
+    with contextlib.suppress(RuntimeError):
+        async with store.transaction() as tx:  # remembers version 2 and its hash, then rolls back
+            await tx.append(stream, [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA)
+            raise RuntimeError("abandon the transaction")
+    other = EventStore(store.pool)  # another process: its version 2 has another hash
+    await other.append(stream, [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA)
+
+    # The remembered (2, hash) is wrong: the guarded INSERT writes nothing, the head is read, and it appends.
+    result = await store.append(stream, [examples.task_accepted()], expected_version=2, metadata=examples.METADATA)
+
+    rows = await store.read_stream(stream)
+    assert result.version == 3
+    assert [r.version for r in rows] == [1, 2, 3]
+    assert chain_breaks(rows) == []
+
+
+async def test_an_append_past_a_head_this_process_never_saw_reads_it_first(store: EventStore) -> None:
+    stream = case_stream(examples.CASE_ID)
+    writer = EventStore(store.pool)
+    await writer.append(stream, [examples.case_reported()], expected_version=0, metadata=examples.METADATA)
+    await writer.append(stream, [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA)
+
+    await store.append(stream, [examples.task_accepted()], expected_version=2, metadata=examples.METADATA)
+    with pytest.raises(ConcurrencyError):  # remembered at 3 now; version 2 is stale
+        await store.append(stream, [examples.task_accepted()], expected_version=2, metadata=examples.METADATA)
+    with pytest.raises(ConcurrencyError):  # beyond the head: nothing to chain to
+        await writer.append(stream, [examples.task_accepted()], expected_version=5, metadata=examples.METADATA)
+
+    rows = await store.read_stream(stream)
+    assert [r.version for r in rows] == [1, 2, 3]
+    assert chain_breaks(rows) == []
+
+
+async def test_concurrent_lone_appends_share_commits_and_each_stream_chains(store: EventStore) -> None:
+    case_ids = [uuid4() for _ in range(64)]
+    results = await asyncio.gather(
+        *(
+            store.append(
+                case_stream(c), [examples.case_reported(case_id=c)], expected_version=0, metadata=examples.METADATA
+            )
+            for c in case_ids
+        )
+    )
+    assert [r.version for r in results] == [1] * 64
+    assert store.group is not None and store.group.requests == 64
+    assert store.group.batches < 64  # they queued behind each other and went together
+    seconds = await asyncio.gather(
+        *(
+            store.append(case_stream(c), [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA)
+            for c in case_ids
+        )
+    )
+    assert [r.version for r in seconds] == [2] * 64
+    for c in case_ids:
+        rows = await store.read_stream(case_stream(c))
+        assert [r.version for r in rows] == [1, 2] and chain_breaks(rows) == []
+
+
+async def test_a_batch_with_a_stale_a_repeated_and_a_good_append_settles_each_alone(store: EventStore) -> None:
+    stale, repeated, good = (case_stream(uuid4()) for _ in range(3))
+    await store.append(stale, [examples.case_reported()], expected_version=0, metadata=examples.METADATA)
+    event_id = uuid4()
+    first = await store.append(
+        repeated, [examples.case_reported()], expected_version=0, metadata=examples.METADATA, event_ids=[event_id]
+    )
+
+    outcomes = await asyncio.gather(
+        store.append(stale, [examples.case_reported()], expected_version=0, metadata=examples.METADATA),
+        store.append(
+            repeated, [examples.case_reported()], expected_version=0, metadata=examples.METADATA, event_ids=[event_id]
+        ),
+        store.append(good, [examples.case_reported()], expected_version=0, metadata=examples.METADATA),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[0], ConcurrencyError)
+    assert outcomes[1] == msgspec.structs.replace(first, duplicate=True)
+    assert [r.version for r in await store.read_stream(good)] == [1]
+    assert [r.version for r in await store.read_stream(repeated)] == [1]
+
+
+async def test_a_writer_elsewhere_racing_a_batch_loses_or_wins_whole(store: EventStore) -> None:
+    streams = [case_stream(uuid4()) for _ in range(8)]
+    other = EventStore(store.pool, group_commit=False)  # another process, one append at a time
+
+    outcomes = await asyncio.gather(
+        *(store.append(s, [examples.case_reported()], expected_version=0, metadata=examples.METADATA) for s in streams),
+        *(other.append(s, [examples.case_reported()], expected_version=0, metadata=examples.METADATA) for s in streams),
+        return_exceptions=True,
+    )
+
+    assert all(not isinstance(o, Exception) or isinstance(o, ConcurrencyError) for o in outcomes)
+    for stream in streams:
+        rows = await store.read_stream(stream)
+        assert [r.version for r in rows] == [1] and chain_breaks(rows) == []
+    assert sum(not isinstance(o, Exception) for o in outcomes) == len(streams)  # one winner per stream
