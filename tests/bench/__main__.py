@@ -111,7 +111,10 @@ async def drop_databases(admin_url: str) -> None:
         await conn.close()
 
 
-async def measure(console: Console, found: Servers) -> tuple[list[Figure], dict[str, Any]]:
+GROUPS = ("store", "relay", "audit", "services")  # `python -m tests.bench store relay`: only those
+
+
+async def measure(console: Console, found: Servers, groups: set[str]) -> tuple[list[Figure], dict[str, Any]]:
     password = await service_password(found.admin_url, found.own)
     info = await machine(found.admin_url, found.nats_url, found.own)
     figures: list[Figure] = []
@@ -119,15 +122,19 @@ async def measure(console: Console, found: Servers) -> tuple[list[Figure], dict[
         for name in (DATABASE, RELAY_DATABASE, AUDIT_DATABASE):
             await bootstrap(found.admin_url, name, {SERVICE_ROLE: password})
         admin = with_database(found.admin_url, DATABASE)
-        with console.status("event store: append and read_all"):
-            figures += await eventstore_bench.run(admin, with_credentials(admin, SERVICE_ROLE, password))
-        relay_url = with_credentials(with_database(found.admin_url, RELAY_DATABASE), SERVICE_ROLE, password)
-        with console.status("relay to JetStream"):
-            figures += await relay_bench.run(relay_url, found.nats_url)
-        audit = with_database(found.admin_url, AUDIT_DATABASE)
-        with console.status(f"audit: rebuild and verify {audit_bench.CASES:,} cases"):
-            figures += await audit_bench.run(audit, with_credentials(audit, SERVICE_ROLE, password))
-        figures += await services_bench.run(found.admin_url, found.nats_url, password, console.status)
+        if "store" in groups:
+            with console.status("event store: append and read_all"):
+                figures += await eventstore_bench.run(admin, with_credentials(admin, SERVICE_ROLE, password))
+        if "relay" in groups:
+            relay_url = with_credentials(with_database(found.admin_url, RELAY_DATABASE), SERVICE_ROLE, password)
+            with console.status("relay to JetStream"):
+                figures += await relay_bench.run(relay_url, found.nats_url)
+        if "audit" in groups:
+            audit = with_database(found.admin_url, AUDIT_DATABASE)
+            with console.status(f"audit: rebuild and verify {audit_bench.CASES:,} cases"):
+                figures += await audit_bench.run(audit, with_credentials(audit, SERVICE_ROLE, password))
+        if "services" in groups:
+            figures += await services_bench.run(found.admin_url, found.nats_url, password, console.status)
     finally:
         if not found.own:
             await drop_databases(found.admin_url)
@@ -187,9 +194,12 @@ def main() -> None:
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 150)
+    groups = set(sys.argv[1:]) or set(GROUPS)
+    if unknown := groups - set(GROUPS):
+        sys.exit(f"unknown bench groups {sorted(unknown)}; choose from {', '.join(GROUPS)}")
     start = perf_counter()
     with servers() as found:
-        figures, info = asyncio.run(measure(console, found))
+        figures, info = asyncio.run(measure(console, found, groups))
     seconds = perf_counter() - start
     console.print(table(figures, info))
     RESULTS.write_text(json.dumps(results(figures, info, seconds), indent=2) + "\n")
