@@ -79,7 +79,7 @@ class TaskStatus(StrEnum):
 OPEN_TASK = frozenset({TaskStatus.DISPATCHED, TaskStatus.ACCEPTED})
 
 
-class Task(msgspec.Struct, frozen=True, kw_only=True):
+class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: UUID
     department: str
     round: int
@@ -103,7 +103,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         return self.status in OPEN_TASK
 
 
-class Verification(msgspec.Struct, frozen=True, kw_only=True):
+class Verification(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: UUID
     round: int
     kind: str
@@ -114,7 +114,7 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
-class Case(msgspec.Struct, frozen=True, kw_only=True):
+class Case(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: UUID | None = None
     status: Status = Status.NONE
     source: Source = Source.CITIZEN

@@ -25,7 +25,7 @@ class Source(StrEnum):
     HOTLINE = "hotline"
 
 
-class Location(msgspec.Struct, frozen=True, kw_only=True):
+class Location(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     grid: str | None = None
     street: str | None = None
     lat: float | None = None
@@ -33,18 +33,18 @@ class Location(msgspec.Struct, frozen=True, kw_only=True):
     address: str | None = None
 
 
-class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+class Attachment(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     url: str
     sha256: str
     media_type: str
 
 
-class Device(msgspec.Struct, frozen=True, kw_only=True):
+class Device(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: str
     alarm: str
 
 
-class SealedReporter(msgspec.Struct, frozen=True, kw_only=True):
+class SealedReporter(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A reporter's name and phone, encrypted with that reporter's own data key.
 
     Deleting the key (table `reporter_keys`) erases them without touching the log.
@@ -56,7 +56,7 @@ class SealedReporter(msgspec.Struct, frozen=True, kw_only=True):
     ciphertext: str
 
 
-class TaskAssignment(msgspec.Struct, frozen=True, kw_only=True):
+class TaskAssignment(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     task_id: UUID
     department: str
     lead: bool
@@ -66,7 +66,7 @@ class TaskAssignment(msgspec.Struct, frozen=True, kw_only=True):
     complete_warn_at: datetime
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True, gc=False):
     case_id: UUID
 
 

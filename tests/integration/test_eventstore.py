@@ -286,3 +286,23 @@ async def test_a_writer_elsewhere_racing_a_batch_loses_or_wins_whole(store: Even
         rows = await store.read_stream(stream)
         assert [r.version for r in rows] == [1] and chain_breaks(rows) == []
     assert sum(not isinstance(o, Exception) for o in outcomes) == len(streams)  # one winner per stream
+
+
+async def test_replay_gives_read_alls_events_in_the_same_order(store: EventStore) -> None:
+    for case_id in (uuid4(), uuid4()):
+        stream = case_stream(case_id)
+        await store.append(
+            stream, [examples.case_reported(case_id=case_id)], expected_version=0, metadata=examples.METADATA
+        )
+        await store.append(stream, [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA)
+
+    replayed, checkpoint = [], Checkpoint()
+    while batch := await store.replay(checkpoint, limit=3):
+        replayed += batch
+        checkpoint = batch[-1].checkpoint
+    records = await store.read_all(Checkpoint(), limit=100)
+
+    assert [(r.checkpoint, r.stream_id, r.version, r.event) for r in replayed] == [
+        (r.checkpoint, r.stream_id, r.version, r.event()) for r in records
+    ]
+    assert len(replayed) == 4
