@@ -1,16 +1,19 @@
 """The full loop with automated actors: cases closed per second, and how long a case takes from
 report to dispatched and from report to closed (times from the log: each event's recorded_at).
 
-Actors over HTTP: a grid worker reports, the department accepts and completes as soon as the
-task shows, the grid worker passes the verification. First as many cases as CONCURRENCY
-actors can close (the rate), then new cases at half that rate (the latencies). Baseline for the
-rate: raw single-row INSERT commits a second at 64 connections divided by the events a case
-writes; for the latencies, one raw INSERT commit at the same rate.
+Actors over HTTP, as a command centre's would run: grid workers report; each department works
+its queue (lists its dispatched tasks, accepts and completes each); a grid worker works the
+verification queue (lists pending ones, passes each). First CASES cases reported by REPORTERS
+concurrent reporters (the rate: cases over the time from the first report to the last close),
+then new cases at half that rate (the latencies). Baseline for the rate: raw single-row INSERT
+commits a second at 64 connections divided by the events a case writes; for the latencies,
+one raw INSERT commit at the same rate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime
 from time import perf_counter
 from typing import Any
@@ -23,12 +26,15 @@ from shared.auth import Role, issue_token
 from shared.stack import SERVICES, Stack, load_secrets
 from tests.bench.eventstore_bench import Figure
 from tests.bench.figures import Bounded, percentile
-from tests.bench.intake_bench import GRID, Call, open_loop
+from tests.bench.intake_bench import GRID, open_loop
 
-CASES = 300
-CONCURRENCY = 48
-POLL = 0.1
+CASES = 1000
+REPORTERS = 32
+POLL = 0.05  # an empty queue is asked again after this long
+PAGE = 100
+SETTLE = 180.0  # seconds every reported case has to close in
 EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
+DEPARTMENTS = ("sanitation", "city_management", "water", "drainage", "housing", "traffic")
 
 
 class Actors:
@@ -37,12 +43,9 @@ class Actors:
         self.session = session
         secret = load_secrets(stack.root).jwt_secret
         self.worker = issue_token(secret, sub="bench-gw", role=Role.GRID_WORKER, grids=(GRID,))
-        self.dispatcher = issue_token(secret, sub="bench-dispatcher", role=Role.DISPATCHER)
-        self.handlers = {
-            d: issue_token(secret, sub=f"bench-{d}", role=Role.HANDLER, department=d)
-            for d in ("sanitation", "city_management", "water", "drainage", "housing", "traffic")
-        }
+        self.handlers = {d: issue_token(secret, sub=f"bench-{d}", role=Role.HANDLER, department=d) for d in DEPARTMENTS}
         self.case_ids: list[str] = []
+        self.unknown_departments: set[str] = set()
 
     async def call(self, method: str, service: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -55,54 +58,86 @@ class Actors:
                     continue
                 return r.status, answer
 
-    def handler(self, department: str) -> str:
-        if department not in self.handlers:
-            raise RuntimeError(f"no bench handler for {department}")
-        return self.handlers[department]
-
-    async def case(self) -> bool:
-        report = {"source": "grid_worker", "category": "blocked_drain", "location": {"grid": GRID}}
-        status, answer = await self.call("POST", "intake", "/v1/reports", self.worker, report)
+    async def report(self) -> bool:
+        body = {"source": "grid_worker", "category": "blocked_drain", "location": {"grid": GRID}}
+        status, answer = await self.call("POST", "intake", "/v1/reports", self.worker, body)
         if status != 201:
             raise RuntimeError(f"report refused: {status} {answer}")
-        case_id = answer["case_id"]
-        self.case_ids.append(case_id)
+        self.case_ids.append(answer["case_id"])
+        return True
+
+    async def department(self, department: str, stop: asyncio.Event) -> None:
+        """Work one department's queue: every dispatched task accepted, then completed."""
+        token, done = self.handlers[department], set[str]()
+        query = f"/v1/tasks?department={department}&status=dispatched&page_size={PAGE}"
+
+        async def work(task_id: str) -> None:
+            await self.call("POST", "handling", f"/v1/tasks/{task_id}/accept", token, {})
+            body = {"result": "ok", "evidence": EVIDENCE}
+            await self.call("POST", "handling", f"/v1/tasks/{task_id}/complete", token, body)
+
+        while not stop.is_set():
+            _, page = await self.call("GET", "handling", query, token)
+            fresh = [t["id"] for t in page["items"] if t["id"] not in done]
+            done.update(fresh)
+            await asyncio.gather(*(work(t) for t in fresh))
+            if not fresh:
+                await _sleep(stop, POLL)
+
+    async def verifier(self, stop: asyncio.Event) -> None:
+        """Work the grid's verification queue: every pending verification passed."""
         done: set[str] = set()
-        while True:
-            _, case = await self.call("GET", "intake", f"/v1/cases/{case_id}", self.dispatcher)
-            if case["status"] == "closed":
-                return True
-            for task in case["tasks"]:
-                if task["status"] in ("dispatched", "accepted") and task["id"] not in done:
-                    base, token = f"/v1/tasks/{task['id']}", self.handler(task["department"])
-                    await self.call("POST", "handling", f"{base}/accept", token, {})
-                    await self.call(
-                        "POST", "handling", f"{base}/complete", token, {"result": "ok", "evidence": EVIDENCE}
-                    )
-                    done.add(task["id"])
-            verification = case.get("verification")
-            if case["status"] == "verifying" and verification and verification["outcome"] == "pending":
-                path = f"/v1/verifications/{verification['id']}/pass"
-                status, answer = await self.call("POST", "verification", path, self.worker, {"evidence": EVIDENCE})
-                if status == 200:
-                    return True
-            await asyncio.sleep(POLL)
+        query = f"/v1/verifications?grid={GRID}&status=pending&page_size={PAGE}"
+
+        async def work(verification_id: str) -> None:
+            path = f"/v1/verifications/{verification_id}/pass"
+            await self.call("POST", "verification", path, self.worker, {"evidence": EVIDENCE})
+
+        while not stop.is_set():
+            _, page = await self.call("GET", "verification", query, self.worker)
+            fresh = [v["verification_id"] for v in page["items"] if v["verification_id"] not in done]
+            done.update(fresh)
+            await asyncio.gather(*(work(v) for v in fresh))
+            if not fresh:
+                await _sleep(stop, POLL)
 
 
-async def closed_per_second(actors: Actors, cases: int) -> float:
-    gate = asyncio.Semaphore(CONCURRENCY)
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def all_closed(service_url: str, case_ids: list[str]) -> None:
+    """Wait until every case has its CaseClosed in the log (SETTLE seconds at most)."""
+    streams = [f"case-{c}" for c in case_ids]
+    conn = await asyncpg.connect(service_url)
+    try:
+        deadline = perf_counter() + SETTLE
+        while (
+            closed := await conn.fetchval(
+                "SELECT count(*) FROM events WHERE type = 'CaseClosed' AND stream_id = ANY($1::text[])", streams
+            )
+        ) < len(streams):
+            if perf_counter() > deadline:
+                raise RuntimeError(f"only {closed} of {len(streams)} cases closed in {SETTLE:.0f} s")
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def reported(actors: Actors, cases: int) -> None:
+    """`cases` reports by REPORTERS concurrent reporters."""
+    gate = asyncio.Semaphore(REPORTERS)
 
     async def one() -> bool:
         async with gate:
-            return await actors.case()
+            return await actors.report()
 
-    begin = perf_counter()
     await asyncio.gather(*(one() for _ in range(cases)))
-    return cases / (perf_counter() - begin)
 
 
-async def timings(service_url: str, case_ids: list[str]) -> tuple[list[float], list[float], float]:
-    """(report→dispatched ms, report→closed ms, events per case) from the log."""
+async def timings(service_url: str, case_ids: list[str]) -> tuple[list[float], list[float], float, float]:
+    """(report→dispatched ms, report→closed ms, events per case, first report→last close s) from the log."""
     conn = await asyncpg.connect(service_url)
     try:
         rows = await conn.fetch(
@@ -122,28 +157,42 @@ async def timings(service_url: str, case_ids: list[str]) -> tuple[list[float], l
     def spans(to: str) -> list[float]:
         return [1000 * (t[to] - t["CaseReported"]).total_seconds() for t in at.values() if to in t]
 
-    return spans("CaseDispatched"), spans("CaseClosed"), events / max(1, len(case_ids))
+    first = min(t["CaseReported"] for t in at.values())
+    last = max(t["CaseClosed"] for t in at.values() if "CaseClosed" in t)
+    span = (last - first).total_seconds()
+    return spans("CaseDispatched"), spans("CaseClosed"), events / max(1, len(case_ids)), span
 
 
-async def run(stack: Stack, service_url: str, raw: Call, raw_rate: float) -> list[Figure]:
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
+async def run(stack: Stack, service_url: str, raw: Any, raw_rate: float) -> list[Figure]:
+    connector = aiohttp.TCPConnector(limit=REPORTERS * 4)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         actors = Actors(stack, session)
-        await closed_per_second(actors, 20)  # warm up
-        actors.case_ids.clear()
-        rate = await closed_per_second(actors, CASES)
-        _, _, per_case = await timings(service_url, actors.case_ids)
-        actors.case_ids.clear()
-        half = rate / 2
-        seconds = max(10.0, 100 / half)
-        await open_loop(actors.case, half, seconds)
-        base = await open_loop(raw, half, 4.0)
-    dispatched, closed, _ = await timings(service_url, actors.case_ids)
+        stop = asyncio.Event()
+        workers = [asyncio.create_task(actors.department(d, stop)) for d in DEPARTMENTS]
+        workers.append(asyncio.create_task(actors.verifier(stop)))
+        try:
+            await reported(actors, 20)  # warm up
+            await all_closed(service_url, actors.case_ids)
+            actors.case_ids.clear()
+            await reported(actors, CASES)
+            await all_closed(service_url, actors.case_ids)
+            _, _, per_case, span = await timings(service_url, actors.case_ids)
+            rate = len(actors.case_ids) / span
+            actors.case_ids.clear()
+            half = rate / 2
+            seconds = max(10.0, 200 / half)
+            await open_loop(actors.report, half, seconds)
+            await all_closed(service_url, actors.case_ids)
+            base = await open_loop(raw, half, 4.0)
+        finally:
+            stop.set()
+            await asyncio.gather(*workers, return_exceptions=True)
+    dispatched, closed, _, _ = await timings(service_url, actors.case_ids)
     at = f"at {half:,.1f} cases/s"
     raw_name = "raw INSERT commit at the same rate"
     return [
         Bounded(
-            f"full loop, cases closed/s ({CONCURRENCY} actors)",
+            f"full loop, cases closed/s ({CASES:,} cases, queue-working actors)",
             rate,
             raw_rate / per_case,
             f"raw INSERT/s ÷ {per_case:.1f} events a case",

@@ -161,3 +161,38 @@ async def test_a_crash_after_commit_before_ack_has_no_second_effect(
     info = await js.consumer_info(settings.nats_stream, the_spec.durable)
     assert consumer.duplicates == 1, "the redelivery should have been absorbed by the inbox"
     assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_a_batchs_cases_are_handled_side_by_side_and_each_cases_events_in_order(
+    js: JetStreamContext, settings: Settings, store: EventStore
+) -> None:
+    seen: dict[UUID, list[int]] = {}
+    running = peak = 0
+
+    async def slow_handler(tx: Transaction, msg: Delivered) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)  # long enough for the rest of the batch to start
+        running -= 1
+        seen.setdefault(msg.case_id, []).append(int(msg.event.description))  # type: ignore[union-attr]
+
+    cases = [uuid4() for _ in range(4)]
+    for n in range(3):  # three reports a case (the handler does not care that they repeat)
+        for case_id in cases:
+            await store.append(
+                case_stream(case_id),
+                [examples.case_reported(case_id=case_id, description=str(n))],
+                expected_version=n,
+                metadata=examples.METADATA,
+            )
+    consumer = Consumer(js, store, settings.nats_stream, spec(settings, durable="batcher", batch=32), slow_handler)
+    stop, task = await run_consumer(consumer)
+    try:
+        await eventually(lambda: consumer.handled == 12, timeout=20)
+    finally:
+        stop.set()
+        await task
+
+    assert seen == {case_id: [0, 1, 2] for case_id in cases}
+    assert peak > 1  # different cases overlapped
