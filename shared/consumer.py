@@ -176,11 +176,11 @@ class Consumer:
             for attempt in range(5):
                 try:
                     async with self.store.transaction() as tx:
-                        if await tx.processed(self.spec.durable, delivered.event_id):
+                        if await tx.begin_handling(self.spec.durable, delivered.event_id, delivered.case_id):
                             self.duplicates += 1  # a redelivery: its effects were committed the first time
                             break
                         await self.handler(tx, delivered)
-                        await tx.mark_processed(self.spec.durable, delivered.event_id)
+                        tx.inbox_on_commit = (self.spec.durable, delivered.event_id)  # a twin's row aborts us
                     break
                 except ConcurrencyError:
                     # The case moved while we decided: reload and decide again, now.

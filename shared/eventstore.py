@@ -20,6 +20,7 @@ inbox row and read-model writes in every transaction.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -297,6 +298,8 @@ class Transaction:
         self.conn = conn
         self._clock = clock
         self._heads = heads if heads is not None else HeadHints()
+        self._read: dict[str, list[RecordedEvent]] = {}  # whole streams read by `begin_handling`
+        self.inbox_on_commit: tuple[str, UUID] | None = None  # written by EventStore.transaction's COMMIT
 
     async def append(
         self,
@@ -317,6 +320,7 @@ class Transaction:
         ids = _event_ids(events, event_ids)
         if not events:
             return AppendResult(stream_id, expected_version, ())
+        self._read.pop(stream_id, None)
         prev = GENESIS if expected_version == 0 else self._heads.get(stream_id, expected_version)
         for _ in range(2):
             if prev is None:
@@ -404,6 +408,8 @@ class Transaction:
         until: datetime | None = None,
     ) -> list[RecordedEvent]:
         """A stream's events in version order, optionally up to a version or a recorded time."""
+        if from_version == 1 and to_version is None and until is None and stream_id in self._read:
+            return list(self._read[stream_id])
         rows = await self.conn.fetch(
             f"""SELECT {_COLUMNS} FROM events
                 WHERE stream_id = $1 AND version >= $2
@@ -427,6 +433,31 @@ class Transaction:
             return NO_CASE, 0
         return replay(r.event() for r in rows), rows[-1].version
 
+    async def begin_handling(self, consumer: str, event_id: UUID, case_id: UUID) -> bool:
+        """Whether `consumer` handled `event_id` already; if not, the case's stream is read too.
+
+        One round trip for what a consumer asks first: the inbox, and the case it will load.
+        The handler's `load`/`read_stream` of that case then answer from this read (as of this
+        statement, as a read of their own would be in READ COMMITTED); an append drops it.
+        """
+        stream_id = case_stream(case_id)
+        rows = await self.conn.fetch(
+            f"""SELECT d.done, e.* FROM (SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2)
+                                         AS done) AS d
+                LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM events WHERE stream_id = $3 ORDER BY version) AS e
+                       ON NOT d.done""",
+            consumer,
+            event_id,
+            stream_id,
+        )
+        if rows[0]["done"]:
+            return True
+        records = [RecordedEvent(*row[1:]) for row in rows if row["position"] is not None]
+        if records:
+            self._heads.put(stream_id, records[-1].version, records[-1].hash)
+        self._read[stream_id] = records
+        return False
+
     async def processed(self, consumer: str, event_id: UUID) -> bool:
         return bool(
             await self.conn.fetchval(
@@ -448,6 +479,17 @@ class Transaction:
             raise ConcurrencyError(f"{consumer} handled {event_id} concurrently")
 
 
+def _commit_sql(inbox: tuple[str, UUID] | None) -> str:
+    """COMMIT, after the consumer's inbox row if there is one (literals: no parameters in a script)."""
+    if inbox is None:
+        return "COMMIT"
+    consumer, event_id = inbox
+    if not isinstance(event_id, UUID):
+        raise TypeError("an inbox event id is a UUID")
+    literal = consumer.replace("'", "''")
+    return f"INSERT INTO inbox (consumer, event_id) VALUES ('{literal}', '{event_id}'); COMMIT"
+
+
 class EventStore:
     """The append-only log. Every method runs in its own transaction unless given one."""
 
@@ -461,8 +503,32 @@ class EventStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield Transaction(conn, self.clock, self.heads)
+        """BEGIN … COMMIT; a consumer's inbox row (`inbox_on_commit`) rides with the COMMIT.
+
+        Begun and committed by hand, not with asyncpg's transaction(), so that the inbox
+        INSERT and the COMMIT go in one round trip (a simple-protocol query of two
+        statements: if the INSERT fails, PostgreSQL skips the COMMIT). An exception rolls
+        back; if even that fails, the pool's release rolls back what is left.
+        """
+        async with self.pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            tx = Transaction(conn, self.clock, self.heads)
+            try:
+                yield tx
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")
+                raise
+            try:
+                await conn.execute(_commit_sql(tx.inbox_on_commit))
+            except asyncpg.UniqueViolationError as exc:
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")
+                raise ConcurrencyError(f"handled concurrently: {exc.constraint_name}") from exc
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")  # a no-op if the COMMIT got through
+                raise
 
     async def append(
         self,

@@ -119,40 +119,42 @@ def consumer(app: web.Application) -> Any:
     return on_case_event
 
 
+_PROJECT = """
+    WITH tasks AS (
+        INSERT INTO routing_tasks (task_id, case_id, department, status, case_version, next_check)
+        SELECT t.id, $1, t.department, t.status, $2, $3
+        FROM unnest($4::uuid[], $5::text[], $6::text[]) AS t(id, department, status)
+        ON CONFLICT (task_id) DO UPDATE SET department = excluded.department, status = excluded.status,
+            case_version = excluded.case_version, next_check = excluded.next_check
+        WHERE routing_tasks.case_version < excluded.case_version
+    ), queued AS (
+        INSERT INTO dispatch_queue (case_id, category, grid, street, reason, queued_at, case_version)
+        SELECT $1, $7, $8, $9, $10, $11, $2 WHERE $12
+        ON CONFLICT (case_id) DO UPDATE SET reason = excluded.reason, case_version = excluded.case_version
+        WHERE dispatch_queue.case_version < excluded.case_version
+    )
+    DELETE FROM dispatch_queue WHERE case_id = $1 AND case_version < $2 AND NOT $12"""
+
+
 async def project(conn: Any, case: Case, version: int, at: datetime) -> None:
-    """routing's views of one case: its tasks with their next deadline check, and the queue."""
+    """routing's views of one case, in one statement: its tasks with their next deadline check, and the queue."""
     assert case.id is not None
     check = None if case.is_terminal else next_check(case)
-    for task in case.tasks:
-        await conn.execute(
-            """INSERT INTO routing_tasks (task_id, case_id, department, status, case_version, next_check)
-               VALUES ($1, $2, $3, $4, $5, $6)
-               ON CONFLICT (task_id) DO UPDATE SET department = excluded.department, status = excluded.status,
-                   case_version = excluded.case_version, next_check = excluded.next_check
-               WHERE routing_tasks.case_version < excluded.case_version""",
-            task.id,
-            case.id,
-            task.department,
-            str(task.status),
-            version,
-            check,
-        )
-    if case.status is Status.AWAITING_DISPATCH:
-        await conn.execute(
-            """INSERT INTO dispatch_queue (case_id, category, grid, street, reason, queued_at, case_version)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (case_id) DO UPDATE SET reason = excluded.reason, case_version = excluded.case_version
-               WHERE dispatch_queue.case_version < excluded.case_version""",
-            case.id,
-            case.category,
-            case.location.grid,
-            case.location.street,
-            case.queued_reason,
-            at,
-            version,
-        )
-    else:
-        await conn.execute("DELETE FROM dispatch_queue WHERE case_id = $1 AND case_version < $2", case.id, version)
+    await conn.execute(
+        _PROJECT,
+        case.id,
+        version,
+        check,
+        [t.id for t in case.tasks],
+        [t.department for t in case.tasks],
+        [str(t.status) for t in case.tasks],
+        case.category,
+        case.location.grid,
+        case.location.street,
+        case.queued_reason,
+        at,
+        case.status is Status.AWAITING_DISPATCH,
+    )
 
 
 def _deadline_event_id(event: CaseEvent) -> UUID:

@@ -306,3 +306,47 @@ async def test_replay_gives_read_alls_events_in_the_same_order(store: EventStore
         (r.checkpoint, r.stream_id, r.version, r.event()) for r in records
     ]
     assert len(replayed) == 4
+
+
+async def test_begin_handling_reads_inbox_and_case_at_once_and_an_append_drops_that_read(store: EventStore) -> None:
+    case_id = uuid4()
+    stream = case_stream(case_id)
+    await store.append(
+        stream, [examples.case_reported(case_id=case_id)], expected_version=0, metadata=examples.METADATA
+    )
+    event_id = uuid4()
+    queries: list[str] = []
+    async with store.transaction() as tx:
+        tx.conn.add_query_logger(lambda record: queries.append(record.query))
+        assert await tx.begin_handling("tester", event_id, case_id) is False
+        await asyncio.sleep(0.05)  # the logger is called soon after, not during, the query
+        asked = len(queries)
+        _, version = await tx.load(case_id)  # answered from begin_handling's read
+        await asyncio.sleep(0.05)
+        assert (asked, version, len(queries)) == (1, 1, 1)
+        await tx.append(stream, [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA)
+        assert [r.version for r in await tx.read_stream(stream)] == [1, 2]  # read again, own append included
+        tx.inbox_on_commit = ("tester", event_id)
+
+    async with store.transaction() as tx:
+        assert await tx.begin_handling("tester", event_id, case_id) is True
+
+
+async def test_a_twins_inbox_row_at_commit_undoes_the_whole_transaction(store: EventStore) -> None:
+    case_id = uuid4()
+    stream = case_stream(case_id)
+    await store.append(
+        stream, [examples.case_reported(case_id=case_id)], expected_version=0, metadata=examples.METADATA
+    )
+    event_id = uuid4()
+    async with store.transaction() as twin:
+        twin.inbox_on_commit = ("tester", event_id)
+
+    with pytest.raises(ConcurrencyError):
+        async with store.transaction() as tx:
+            await tx.append(stream, [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA)
+            tx.inbox_on_commit = ("tester", event_id)
+
+    assert [r.version for r in await store.read_stream(stream)] == [1]
+    async with store.pool.acquire() as conn:
+        assert not conn.is_in_transaction()
