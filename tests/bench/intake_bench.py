@@ -40,8 +40,10 @@ Call = Callable[[], Awaitable[bool]]  # one request; True when it was accepted
 
 
 @contextlib.contextmanager
-def running_stack(admin_url: str, service_url: str, nats_url: str, name: str) -> Iterator[Stack]:
-    """Every service as its own process against the bench's servers; limits out of the way."""
+def running_stack(
+    admin_url: str, service_url: str, nats_url: str, name: str, services: tuple[str, ...] | None = None
+) -> Iterator[Stack]:
+    """The services (default: every one) as processes against the bench's servers; limits out of the way."""
     root = Path(tempfile.mkdtemp(prefix="caseloop-bench-stack-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "DATABASE_URL", "ADMIN_DATABASE"))}
     env.update(
@@ -59,7 +61,7 @@ def running_stack(admin_url: str, service_url: str, nats_url: str, name: str) ->
     stack = Stack(root, env=env, ports={s: free_port() for s in SERVICES})
     try:
         stack.start_infrastructure()
-        stack.start_services()
+        stack.start_services(services)
         yield stack
     finally:
         stack.stop()
@@ -178,14 +180,14 @@ async def run(stack: Stack, admin_url: str, service_url: str) -> tuple[list[Figu
     note = f"{reporters.failures} non-201 answers; {stored:,} reports stored"
     figures: list[Figure] = [
         Figure(
-            f"intake, signed backend + reporter, {CLIENTS} clients",
+            f"intake (alone), signed backend + reporter, {CLIENTS} clients",
             rates["signed"],
             rates["raw"],
             base_name,
             0.4,
             note=note,
         ),
-        Figure(f"intake, grid worker bearer, {CLIENTS} clients", rates["bearer"], rates["raw"], base_name, 0.4),
+        Figure(f"intake (alone), grid worker bearer, {CLIENTS} clients", rates["bearer"], rates["raw"], base_name, 0.4),
     ]
     for label, rate, mine, theirs in (("signed", half, ours, base), ("bearer", half_bearer, ours_bearer, base_bearer)):
         at = f"at {rate:,.0f}/s (half the peak)"
