@@ -33,6 +33,7 @@ REPORTERS = 32
 POLL = 0.05  # an empty queue is asked again after this long
 PAGE = 100
 SETTLE = 180.0  # seconds every reported case has to close in
+QUIET = 5.0  # after the burst, before the latency run: autovacuum and the like catch up (steady state)
 EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
 DEPARTMENTS = ("sanitation", "city_management", "water", "drainage", "housing", "traffic")
 
@@ -180,7 +181,8 @@ async def run(stack: Stack, service_url: str, raw: Any, raw_rate: float) -> list
             rate = len(actors.case_ids) / span
             actors.case_ids.clear()
             half = rate / 2
-            seconds = max(10.0, 200 / half)
+            await asyncio.sleep(QUIET)
+            seconds = max(20.0, 400 / half)
             await open_loop(actors.report, half, seconds)
             await all_closed(service_url, actors.case_ids)
             base = await open_loop(raw, half, 4.0)
