@@ -147,7 +147,7 @@ async def test_a_crash_after_commit_before_ack_has_no_second_effect(
     delivered = delivered_from(msg)
     async with store.transaction() as tx:
         await record_effect(tx, delivered)
-        await tx.mark_processed(the_spec.durable, delivered.event_id)
+        tx.inbox_on_commit = (the_spec.durable, delivered.event_id)
     await sub.unsubscribe()
 
     # After ack_wait the server redelivers to the restarted consumer.
