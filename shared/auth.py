@@ -10,6 +10,7 @@ import jwt
 import msgspec
 from aiohttp import web
 
+from shared.config import Secret
 from shared.http import Handler, ProblemError
 
 ALGORITHMS = ["HS256"]  # an allow-list: "none" and key-confusion tricks are refused
@@ -84,11 +85,13 @@ _VERIFIED_MAX = 10_000
 # A token is immutable and its signature check cannot change its answer; only time can (exp).
 # Verifying an HS256 JWT is about a seventh of intake's CPU under load; a caller sends the same
 # token with every request until it expires.
-_verified: dict[tuple[str, str, str, str], tuple[Principal, float]] = {}
+_verified: dict[tuple[str, Secret, str, str], tuple[Principal, float]] = {}
 
 
-def verify_token(token: str, secret: str, *, issuer: str, audience: str) -> Principal:
+def verify_token(token: str, secret: Secret | str, *, issuer: str, audience: str) -> Principal:
     """The caller a token names, or ProblemError 401."""
+    if isinstance(secret, str):
+        secret = Secret(secret)
     key = (token, secret, issuer, audience)
     if (known := _verified.get(key)) is not None:
         principal, expires = known
@@ -102,11 +105,11 @@ def verify_token(token: str, secret: str, *, issuer: str, audience: str) -> Prin
     return principal
 
 
-def _verify(token: str, secret: str, *, issuer: str, audience: str) -> tuple[Principal, float]:
+def _verify(token: str, secret: Secret, *, issuer: str, audience: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(
             token,
-            secret,
+            secret.reveal(),
             algorithms=ALGORITHMS,
             issuer=issuer,
             audience=audience,
@@ -143,7 +146,7 @@ def principal_of(request: web.Request) -> Principal:
 def auth_middleware(
     access: Mapping[str, frozenset[Role]],
     *,
-    secret: str,
+    secret: Secret,
     issuer: str,
     audience: str,
     signed: Callable[[web.Request], Awaitable[Principal]] | None = None,

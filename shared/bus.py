@@ -122,7 +122,7 @@ async def connect(settings: Settings, name: str, **callbacks: Any) -> NATS:
     if settings.nats_user:
         # Each user may only subscribe below its own inbox prefix: nobody reads another's replies.
         options.update(
-            user=settings.nats_user, password=settings.nats_password, inbox_prefix=inbox_of(settings.nats_user)
+            user=settings.nats_user, password=settings.nats_password.reveal(), inbox_prefix=inbox_of(settings.nats_user)
         )
     options.update(callbacks)
     return await nats.connect(

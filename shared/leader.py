@@ -125,7 +125,7 @@ def led(loop: Loop, key: int, role: str) -> Loop:
     @functools.wraps(loop)
     async def wrapped(app: web.Application, stop: asyncio.Event) -> None:
         settings = app[SETTINGS]
-        leadership = Leadership(lock_connector(settings.database_url, role), key, role)
+        leadership = Leadership(lock_connector(settings.database_url.reveal(), role), key, role)
 
         async def body(resign: asyncio.Event) -> None:
             await loop(app, resign)

@@ -9,6 +9,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+import structlog.tracebacks
 
 # Second line of defence: code never logs names or phones, and this catches what slips.
 _PATTERNS = [
@@ -38,6 +39,11 @@ def redact_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) 
     return {k: _redact_value(v) for k, v in event_dict.items()}
 
 
+# Tracebacks as structured data, without each frame's local variables: a frame can hold a
+# secret, a caller's token or a reporter's phone, and a log line must carry none of them.
+_TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+
+
 def configure_logging(service: str, fmt: str = "json", level: str = "info") -> None:
     """JSON (or console) lines on stdout; stdlib loggers (aiohttp, asyncio) routed through too."""
     renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
@@ -45,7 +51,7 @@ def configure_logging(service: str, fmt: str = "json", level: str = "info") -> N
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.dict_tracebacks,
+        _TRACEBACKS,
     ]
     structlog.configure(
         processors=[*shared, redact_personal_data, renderer],

@@ -21,10 +21,11 @@ from shared.auth import Principal, Role, auth_middleware
 from shared.backends import SignedCallers
 from shared.bus import connect, ensure_stream
 from shared.clock import Clock, clock_from
-from shared.config import Settings
+from shared.config import Settings, SettingsError
 from shared.consumer import Consumer, ConsumerSpec, Handler
 from shared.db import create_pool
 from shared.eventstore import EventStore
+from shared.http import Handler as HttpHandler
 from shared.http import json_response, problems_middleware
 from shared.log import configure_logging
 from shared.ratelimit import TokenBuckets, rate_limit_middleware
@@ -52,6 +53,8 @@ class ServiceSpec(msgspec.Struct, frozen=True, kw_only=True):
     routes: Callable[[web.Application], None]
     consumers: Sequence[tuple[ConsumerSpec, HandlerFactory]] = ()
     loops: Sequence[Loop] = ()
+    # Settings the service cannot run without: start-up refuses them missing or empty, by name.
+    requires: tuple[str, ...] = ("database_url", "jwt_secret")
 
 
 def consumer_spec(settings: Settings, durable: str, *types: str, **overrides: Any) -> ConsumerSpec:
@@ -81,6 +84,7 @@ def build(settings: Settings, spec: ServiceSpec, clock: Clock | None = None) -> 
                 signed=partial(_signed, SignedCallers()),
             ),
             rate_limit_middleware(TokenBuckets(settings.rate_per_second, settings.rate_burst)),
+            *([_fault_hook(settings)] if settings.test_fault_canary else []),
         ],
     )
     app[SETTINGS] = settings
@@ -95,6 +99,20 @@ def build(settings: Settings, spec: ServiceSpec, clock: Clock | None = None) -> 
     app.on_shutdown.append(_not_ready)
     app.cleanup_ctx.extend([_postgres, _nats, _runner(spec)])
     return app
+
+
+def _fault_hook(settings: Settings) -> web.middleware:  # type: ignore[valid-type]
+    """Tests only (TEST_FAULT_CANARY): an internal error inside the authenticated request path."""
+
+    @web.middleware
+    async def fault(request: web.Request, handler: HttpHandler) -> web.StreamResponse:
+        canary = settings.test_fault_canary.reveal()  # noqa: F841 - a local the traceback must not show
+        secret = settings.jwt_secret.reveal()  # noqa: F841
+        if request.headers.get("X-Test-Fault") == "500":
+            raise RuntimeError("fault injected by a test")
+        return await handler(request)
+
+    return fault
 
 
 async def _signed(callers: SignedCallers, request: web.Request) -> Principal:
@@ -128,7 +146,9 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
     pool = await _retry(
         "postgres",
         lambda: create_pool(
-            settings.database_url, size=settings.db_pool_size, statement_timeout_ms=settings.statement_timeout_ms
+            settings.database_url.reveal(),
+            size=settings.db_pool_size,
+            statement_timeout_ms=settings.statement_timeout_ms,
         ),
     )
     app[POOL] = pool
@@ -204,8 +224,15 @@ def run(spec_factory: Callable[[Settings], ServiceSpec], default_port: int) -> N
 
     env = dict(os.environ)
     env.setdefault("HTTP_PORT", str(default_port))
-    settings = Settings.from_env(env)
-    spec = spec_factory(settings)
+    try:
+        settings = Settings.from_env(env)
+        spec = spec_factory(settings)
+        settings.require(spec.requires)
+    except SettingsError as exc:
+        # Refuse at once, naming the setting, rather than serve with an empty key.
+        configure_logging("caseloop")
+        log.error("settings_invalid", error=str(exc))
+        raise SystemExit(f"caseloop: {exc}") from None
     configure_logging(spec.name, settings.log_format, settings.log_level)
     web.run_app(
         build(settings, spec),

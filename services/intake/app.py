@@ -58,7 +58,7 @@ def routes(app: web.Application) -> None:
 
 async def _vault(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[handlers.VAULT] = Vault(settings.pii_key, settings.blind_index_key)
+    app[handlers.VAULT] = Vault(settings.pii_key.reveal(), settings.blind_index_key.reveal())
     yield
 
 
@@ -67,5 +67,6 @@ def spec(settings: Settings) -> ServiceSpec:
         name="intake",
         access=ACCESS,
         routes=routes,
+        requires=("database_url", "jwt_secret", "pii_key", "blind_index_key"),
         consumers=[(consumer_spec(settings, handlers.CONSUMER, "*"), lambda app: handlers.on_case_event)],
     )

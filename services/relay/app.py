@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import structlog
 from aiohttp import web
 
 from shared.audit.checkpointer import Checkpointer
@@ -30,9 +29,6 @@ async def relay_loop(app: web.Application, stop: asyncio.Event) -> None:
 async def checkpoint_loop(app: web.Application, stop: asyncio.Event) -> None:
     """Sign the whole log's head every N events or M seconds (only the active checkpointer signs)."""
     settings = app[SETTINGS]
-    if not settings.checkpoint_key_file:
-        structlog.get_logger().warning("checkpoints_disabled", reason="CHECKPOINT_KEY_FILE is not set")
-        return
     checkpointer = Checkpointer(
         app[STORE],
         load_key(Path(settings.checkpoint_key_file)),
@@ -44,4 +40,11 @@ async def checkpoint_loop(app: web.Application, stop: asyncio.Event) -> None:
 
 
 def spec(settings: Settings) -> ServiceSpec:
-    return ServiceSpec(name="relay", access={}, routes=lambda app: None, loops=[relay_loop, checkpoint_loop])
+    return ServiceSpec(
+        name="relay",
+        access={},
+        routes=lambda app: None,
+        loops=[relay_loop, checkpoint_loop],
+        # The relay's checkpointer signs the log's head: a deployment without a key proves nothing.
+        requires=("database_url", "checkpoint_key_file"),
+    )

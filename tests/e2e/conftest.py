@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,6 +39,8 @@ def stack(postgres: Postgres) -> Iterator[Stack]:
         "ACK_WAIT": "5",
         "NAK_DELAY": "0.2",
         "REPORTER_CONFIRM_HOURS": "1",
+        # The test-only fault hook (X-Test-Fault: 500): test_secrets_in_logs looks for this value.
+        "TEST_FAULT_CANARY": f"canary-{secrets.token_hex(16)}",
     }
     # Its own nats-server, as `caseloop up` runs it: a user per service and department.
     running = Stack(root, env=env, ports={service: free_port() for service in SERVICES}, nats_port=free_port())
