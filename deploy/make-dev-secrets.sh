@@ -11,7 +11,8 @@ for name in pg_superuser_password pg_owner_password pg_service_password pg_audit
             pg_replicator_password jwt_secret; do
   [ -s "secrets/$name" ] || rand > "secrets/$name"
 done
-for name in pii_key blind_index_key; do
+# The checkpoint key is an Ed25519 seed: 32 random bytes, base64, like the other two keys.
+for name in pii_key blind_index_key checkpoint_key; do
   [ -s "secrets/$name" ] || key > "secrets/$name"
 done
 hosts="postgres:5432,postgres-standby:5432/caseloop?target_session_attrs=read-write"

@@ -122,6 +122,33 @@ def test_each_deployment_is_probed_drained_budgeted_and_gets_secrets_from_secret
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert deployment["spec"]["replicas"] >= 2, name
         for variable in container["env"]:
-            assert "value" not in variable or variable["name"] in ("NATS_USER",), variable
+            # Literal values only for the NATS user's name and files mounted from Secrets.
+            assert "value" not in variable or variable["name"] == "NATS_USER" or variable["name"].endswith("_FILE")
     [job] = resources("Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["caseloop", "migrate"]
+
+
+def test_the_relay_signs_checkpoints_with_a_key_from_a_secret_in_compose_and_kubernetes() -> None:
+    [compose] = documents(DEPLOY / "compose.yaml")
+    relay = compose["services"]["relay"]
+    path = relay["environment"]["CHECKPOINT_KEY_FILE"]
+    assert path == "/run/secrets/checkpoint_key" and "checkpoint_key" in relay["secrets"]
+    assert "checkpoint_key" in compose["secrets"]
+    assert "checkpoint_key" in (DEPLOY / "make-dev-secrets.sh").read_text()
+    # Every *_FILE the relay is given is a secret mounted into it.
+    for name, value in relay["environment"].items():
+        if name.endswith("_FILE"):
+            assert value.removeprefix("/run/secrets/") in relay["secrets"], name
+
+    [deployment] = [d for d in resources("Deployment") if d["metadata"]["name"] == "relay"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {v["name"]: v for v in container["env"]}
+    key_path = Path(env["CHECKPOINT_KEY_FILE"]["value"])
+    [mount] = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == key_path.parent]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert mount["readOnly"] is True
+    assert volume["secret"]["secretName"] == "caseloop-checkpoint"
+    assert [item["path"] for item in volume["secret"]["items"]] == [key_path.name]
+    examples = [d for d in documents(K8S / "secret.example.yaml") if d["kind"] == "Secret"]
+    assert any(d["metadata"]["name"] == "caseloop-checkpoint" for d in examples)
