@@ -23,6 +23,7 @@ from tests.chaos.actors import Attempt, Plan
 from tests.chaos.faults import Poison, subject_matches
 from tests.chaos.verdicts import Verdict
 from tests.e2e.test_audit import caught_up, dump
+from tests.secrets_scan import secrets_in_logs, stack_secrets
 
 CONSUMERS = ("intake", "routing", "handling", "verification")
 
@@ -194,6 +195,8 @@ async def check(
     )
     found.append(await chains(stack, url, len(rows)))
     found.append(await read_models(url))
+    leaked = secrets_in_logs(stack, stack_secrets(stack))
+    found.append(Verdict("no secret in any log (keys, passwords, the JWT secret)", not leaked, _say(leaked)))
     figures = {
         "cases": len(streams),
         "events": len(rows),

@@ -14,8 +14,8 @@ import pytest
 from shared.auth import Role
 from shared.stack import Stack
 from tests.e2e.client import Api
-from tests.e2e.secrets_scan import secrets_in_logs, stack_secrets
 from tests.eventually import eventually
+from tests.secrets_scan import secrets_in_logs, stack_secrets
 
 pytestmark = pytest.mark.e2e
 
