@@ -3,10 +3,18 @@
 For each message: decode; in one PostgreSQL transaction check the inbox, run the handler
 (which reads state from the log and appends), write the inbox row `(consumer, event_id)`;
 commit; then ack. A redelivery after a crash between commit and ack finds the inbox row
-and changes nothing. Transient failures are nak'ed with a growing delay; a message whose
-handler keeps failing is written to `dead_letters` and terminated after the last attempt,
-so it never blocks the messages behind it. Database or broker outages are not counted
-against a message: the worker pauses and the message comes back later.
+and changes nothing.
+
+Outages (the database or the network failing, `TRANSIENT`) are not counted against a message:
+it is nak'ed with a delay, the worker pauses, and the message comes back later. Only the
+handler's own failures count: each one adds to the message's row in `consumer_failures`
+(consumer, event id), and the `max_deliver`-th is written to `dead_letters` and terminated,
+so it never blocks the messages behind it; until then it is nak'ed with a growing delay.
+JetStream's own delivery count is no measure of that: it also counts the redeliveries after
+outage naks and after a consumer died holding the message (ack_wait ran out). So the server
+never gives up on a message (its max_deliver is unlimited); our count decides. Nothing is
+written on the happy path: a redelivery that succeeds deletes its count in its own COMMIT, a
+dead letter deletes it in the same statement.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -31,24 +40,41 @@ log = structlog.get_logger()
 
 Handler = Callable[[Transaction, Delivered], Awaitable[None]]
 
-# Failures of the infrastructure, not of the message: never dead-letter for these.
+# Failures of the infrastructure, not of the message: never counted against it.
 TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
-    asyncpg.PostgresConnectionError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08: the connection failed or is gone
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.QueryCanceledError,
+    # Class 57: the server shutting down (a restart ends every session with admin_shutdown),
+    # crashed, starting up, or a statement cancelled by statement_timeout.
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
 )
+
+# One more of the handler's own failures on an event; the count so far comes back.
+_COUNT_FAILURE = """
+    INSERT INTO consumer_failures AS f (consumer, event_id, failures, last_error) VALUES ($1, $2, 1, $3)
+    ON CONFLICT (consumer, event_id)
+    DO UPDATE SET failures = f.failures + 1, last_error = excluded.last_error, last_failed_at = now()
+    RETURNING failures"""
+
+# The dead letter, and the failure count that led to it gone with it: a message replayed from
+# its dead letter later starts from nothing.
+_DEAD_LETTER = """
+    WITH cleared AS (DELETE FROM consumer_failures WHERE consumer = $1 AND event_id = $9)
+    INSERT INTO dead_letters (consumer, stream_seq, subject, event_id, headers, payload, deliveries, error)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
+    ON CONFLICT (consumer, stream_seq) DO NOTHING"""
 
 
 class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
     durable: str
     filter_subjects: tuple[str, ...]
-    max_deliver: int = 5  # handler failures before the dead-letter record and term()
+    # The handler's own failures (outages never count) before the dead-letter record and term().
+    max_deliver: int = 5
     ack_wait: float = 30.0
     max_ack_pending: int = 256
     nak_delay: float = 0.5
@@ -66,8 +92,10 @@ async def ensure_consumer(js: JetStreamContext, stream: str, spec: ConsumerSpec)
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=spec.ack_wait,
-            # Unlimited on the server: our own count (below) decides when a message is dead,
-            # so an hour-long database outage does not dead-letter everything in flight.
+            # Unlimited on the server: our own count (consumer_failures) decides when a message
+            # is dead, so an hour-long database outage does not dead-letter everything in
+            # flight. A durable made with a limit is updated to this at start (add_consumer
+            # without an action is create-or-update).
             max_deliver=-1,
             max_ack_pending=spec.max_ack_pending,
         ),
@@ -84,6 +112,8 @@ class Consumer:
         self.handled = 0
         self.duplicates = 0  # redeliveries the inbox absorbed
         self.dead_lettered = 0
+        self.failures = 0  # the handler's own failures counted
+        self.outages = 0  # messages nak'ed because the infrastructure failed (never counted)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle until `stop` is set; in-flight messages finish first."""
@@ -176,8 +206,7 @@ class Consumer:
         try:
             delivered = delivered_from(msg)
         except Exception as exc:  # poison: it will never decode, however often we try
-            await self._dead_letter(msg, f"undecodable: {exc}")
-            return False
+            return await self._dead_letter(msg, f"undecodable: {exc}", None)
         with structlog.contextvars.bound_contextvars(
             consumer=self.spec.durable,
             case_id=str(delivered.case_id),
@@ -188,6 +217,8 @@ class Consumer:
             return await self._handle(msg, delivered)
 
     async def _handle(self, msg: Msg, delivered: Delivered) -> bool:
+        # Only a redelivery can have a failure count to clear: the first delivery's COMMIT is as before.
+        redelivered = (msg.metadata.num_delivered or 1) > 1
         heartbeat = asyncio.create_task(self._in_progress(msg))
         try:
             for attempt in range(5):
@@ -198,6 +229,7 @@ class Consumer:
                             break
                         await self.handler(tx, delivered)
                         tx.inbox_on_commit = (self.spec.durable, delivered.event_id)  # a twin's row aborts us
+                        tx.clear_failures_on_commit = redelivered
                     break
                 except ConcurrencyError:
                     # The case moved while we decided: reload and decide again, now.
@@ -205,18 +237,9 @@ class Consumer:
                         raise
                     await asyncio.sleep(0.01 * (attempt + 1))
         except TRANSIENT as exc:
-            log.warning("consumer_transient_failure", error=str(exc) or type(exc).__name__)
-            await _quietly(msg.nak(delay=self.spec.nak_delay * 4))
-            return True
+            return await self._outage(msg, exc)
         except Exception as exc:
-            deliveries = msg.metadata.num_delivered or 1
-            if deliveries >= self.spec.max_deliver:
-                log.error("consumer_gave_up", deliveries=deliveries, error=str(exc) or type(exc).__name__)
-                await self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
-            else:
-                log.exception("consumer_handler_failed", deliveries=deliveries)
-                await _quietly(msg.nak(delay=min(self.spec.nak_delay * 2 ** (deliveries - 1), 30.0)))
-            return False
+            return await self._failed(msg, delivered, exc)
         finally:
             heartbeat.cancel()
         await _quietly(msg.ack())
@@ -229,15 +252,39 @@ class Consumer:
             await asyncio.sleep(self.spec.ack_wait / 3)
             await _quietly(msg.in_progress())
 
-    async def _dead_letter(self, msg: Msg, error: str) -> None:
+    async def _outage(self, msg: Msg, exc: BaseException) -> bool:
+        """Not the message's fault: nak it with a delay, count nothing, tell the worker to pause."""
+        self.outages += 1
+        log.warning("consumer_transient_failure", error=str(exc) or type(exc).__name__)
+        await _quietly(msg.nak(delay=self.spec.nak_delay * 4))
+        return True
+
+    async def _failed(self, msg: Msg, delivered: Delivered, exc: Exception) -> bool:
+        """The handler's own failure: count it; dead-letter at max_deliver, else nak with a growing delay."""
+        error = f"{type(exc).__name__}: {exc}"
+        try:
+            failures = await self.store.pool.fetchval(
+                _COUNT_FAILURE, self.spec.durable, delivered.event_id, error[:2000]
+            )
+        except Exception as count_exc:  # uncounted, so not given up on: it comes back when the database does
+            log.warning("consumer_failure_not_counted", error=str(count_exc) or type(count_exc).__name__)
+            return await self._outage(msg, count_exc)
+        self.failures += 1
+        deliveries = msg.metadata.num_delivered
+        if failures >= self.spec.max_deliver:
+            log.error("consumer_gave_up", failures=failures, deliveries=deliveries, error=error)
+            return await self._dead_letter(msg, error, delivered.event_id)
+        log.error("consumer_handler_failed", failures=failures, deliveries=deliveries, exc_info=exc)
+        await _quietly(msg.nak(delay=min(self.spec.nak_delay * 2 ** (failures - 1), 30.0)))
+        return False
+
+    async def _dead_letter(self, msg: Msg, error: str, event_id: UUID | None) -> bool:
+        """Record the message whole and term() it; True when the database could not take it."""
         meta = msg.metadata
         headers = dict(msg.headers or {})
         try:
             await self.store.pool.execute(
-                """INSERT INTO dead_letters (consumer, stream_seq, subject, event_id, headers, payload,
-                                             deliveries, error)
-                   VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
-                   ON CONFLICT (consumer, stream_seq) DO NOTHING""",
+                _DEAD_LETTER,
                 self.spec.durable,
                 meta.sequence.stream,
                 msg.subject,
@@ -246,14 +293,16 @@ class Consumer:
                 msg.data,
                 meta.num_delivered,
                 error[:2000],
+                event_id,
             )
         except Exception as exc:  # no record, no term: it comes back when the database does
             log.warning("dead_letter_failed", error=str(exc))
             await _quietly(msg.nak(delay=self.spec.nak_delay * 4))
-            return
+            return True
         await _quietly(msg.term())
         self.dead_lettered += 1
         log.error("dead_lettered", subject=msg.subject, stream_seq=meta.sequence.stream, error=error[:200])
+        return False
 
 
 async def _quietly(action: Awaitable[object]) -> None:

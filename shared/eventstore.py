@@ -335,6 +335,9 @@ class Transaction:
         self._heads = heads if heads is not None else HeadHints()
         self._read: dict[str, list[RecordedEvent]] = {}  # whole streams read by `begin_handling`
         self.inbox_on_commit: tuple[str, UUID] | None = None  # written by EventStore.transaction's COMMIT
+        # With the inbox row, that COMMIT also deletes the consumer's failure count for the event
+        # (a redelivery that may have failed before; never the first delivery's round trip).
+        self.clear_failures_on_commit = False
 
     async def append(
         self,
@@ -494,7 +497,7 @@ class Transaction:
         return False
 
 
-def _commit_sql(inbox: tuple[str, UUID] | None) -> str:
+def _commit_sql(inbox: tuple[str, UUID] | None, clear_failures: bool = False) -> str:
     """COMMIT, after the consumer's inbox row if there is one (literals: no parameters in a script)."""
     if inbox is None:
         return "COMMIT"
@@ -502,7 +505,10 @@ def _commit_sql(inbox: tuple[str, UUID] | None) -> str:
     if not isinstance(event_id, UUID):
         raise TypeError("an inbox event id is a UUID")
     literal = consumer.replace("'", "''")
-    return f"INSERT INTO inbox (consumer, event_id) VALUES ('{literal}', '{event_id}'); COMMIT"
+    script = f"INSERT INTO inbox (consumer, event_id) VALUES ('{literal}', '{event_id}'); "
+    if clear_failures:
+        script += f"DELETE FROM consumer_failures WHERE consumer = '{literal}' AND event_id = '{event_id}'; "
+    return script + "COMMIT"
 
 
 class EventStore:
@@ -531,7 +537,7 @@ class EventStore:
             try:
                 yield tx
                 try:
-                    await conn.execute(_commit_sql(tx.inbox_on_commit))
+                    await conn.execute(_commit_sql(tx.inbox_on_commit, tx.clear_failures_on_commit))
                 except asyncpg.UniqueViolationError as exc:  # the inbox row: a twin handled it first
                     raise ConcurrencyError(f"handled concurrently: {exc.constraint_name}") from exc
             except BaseException:
