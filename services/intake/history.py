@@ -1,9 +1,9 @@
-"""intake's history view: every event of a case with its metadata and hash, personal data masked.
+"""intake's history view: every event of a case with its metadata and hash, the reporter as the rule says.
 
-A reporter's sealed name and phone appear as the one personal-data rule decides for the case
-(shared.access.personal_data_read, as for the case itself): masked (`张*`, `138****1234`) unless
-the caller may read them and states a purpose (X-Purpose), and then the read is recorded. Once
-the reporter's key is erased they appear as erased.
+A reporter's sealed name and phone appear as the one personal-data rule decides, exactly as for
+the case itself (shared.access.personal_data_read): masked (`张*`, `138****1234`) unless the
+caller is the backend that reported the case, or is allowed personal data and states a purpose
+(X-Purpose); each unmasked read is recorded. Once the reporter's key is erased they appear as erased.
 """
 
 from __future__ import annotations
