@@ -1,14 +1,23 @@
-"""Object-level rules: which case, task or verification a caller may see or act on."""
+"""Object-level rules: which case, task or verification a caller may see or act on, and what
+it may see of a case's reporter."""
 
 from __future__ import annotations
+
+import msgspec
 
 from shared.auth import Principal, Role
 from shared.case import Case
 
 SEE_ALL_CASES = frozenset({Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR})
-# Who may read a reporter's name and phone unmasked: the command centre, and the
-# backend that reported the case for that person.
+# Who may read a reporter's name and phone unmasked, each time stating why: the command centre.
 SEE_PERSONAL_DATA = frozenset({Role.DISPATCHER, Role.SUPERVISOR})
+# Roles the token's `pii` grant admits to the same rule (a purpose, and the read recorded).
+# The grant alone unmasks nothing; for any other role it changes nothing.
+PII_GRANT_ROLES = frozenset({Role.AUDITOR})
+# The backend that reported the case is that person's own channel: it needs no purpose, and
+# its reads are recorded under this one.
+OWN_BACKEND = "the reporting backend"
+PURPOSE_LENGTH = 200  # what of a stated purpose is kept
 
 
 def can_read_case(principal: Principal, case: Case) -> bool:
@@ -25,10 +34,32 @@ def can_read_case(principal: Principal, case: Case) -> bool:
             return False
 
 
-def sees_personal_data(principal: Principal, case: Case) -> bool:
-    if principal.role in SEE_PERSONAL_DATA:
-        return True
-    return principal.role is Role.REPORTER_BACKEND and case.created_by == principal.sub
+class PersonalDataRead(msgspec.Struct, frozen=True, kw_only=True):
+    """What one response may show of a case's reporter, and the record the read leaves."""
+
+    unmask: bool
+    record: str | None = None  # the purpose to write to pii_reads when the reporter is shown; None: nothing
+
+
+MASKED = PersonalDataRead(unmask=False)
+
+
+def personal_data_read(principal: Principal, case: Case, purpose: str | None) -> PersonalDataRead:
+    """The one rule for every response that can carry a reporter (a case, its history, lists, exports).
+
+    Unmasked only for a caller who may read the case and either reported it (its own backend) or
+    is allowed personal data and states a purpose; every unmasked read is recorded. Everyone else,
+    and everyone without a purpose, sees the reporter masked, and nothing is recorded.
+    """
+    purpose = (purpose or "").strip()[:PURPOSE_LENGTH]
+    if case.reporter is None or not can_read_case(principal, case):
+        return MASKED
+    if principal.role is Role.REPORTER_BACKEND:  # can_read_case: the backend that reported it
+        return PersonalDataRead(unmask=True, record=purpose or OWN_BACKEND)
+    allowed = principal.role in SEE_PERSONAL_DATA or (principal.pii and principal.role in PII_GRANT_ROLES)
+    if allowed and purpose:
+        return PersonalDataRead(unmask=True, record=purpose)
+    return MASKED
 
 
 def can_act_for_department(principal: Principal, department: str) -> bool:

@@ -35,7 +35,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     department: str | None = None  # handlers: the one department they act for
     grids: tuple[str, ...] = ()  # grid workers: the grids they verify in
-    pii: bool = False  # a grant to read reporters' personal data unmasked (auditors' history)
+    pii: bool = False  # lets an auditor read a reporter unmasked with a stated purpose (recorded); alone, nothing
 
     @property
     def actor(self) -> str:

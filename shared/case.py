@@ -40,6 +40,7 @@ from shared.events import (
     TaskNoted,
     TaskOverdue,
     TaskReturned,
+    TaskWithdrawn,
     VerificationFailed,
     VerificationPassed,
     VerificationRequested,
@@ -73,7 +74,8 @@ class TaskStatus(StrEnum):
     ACCEPTED = "accepted"
     COMPLETED = "completed"
     RETURNED = "returned"
-    REPLACED = "replaced"  # reassigned by a dispatcher, or withdrawn with the case
+    REPLACED = "replaced"  # reassigned by a dispatcher, or returned and taken over
+    WITHDRAWN = "withdrawn"  # its case ended (merged, rejected, cancelled) before it did
 
 
 OPEN_TASK = frozenset({TaskStatus.DISPATCHED, TaskStatus.ACCEPTED})
@@ -158,7 +160,8 @@ class Case(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return tuple(
             t
             for t in self.tasks
-            if t.round == self.round and t.status not in (TaskStatus.REPLACED, TaskStatus.RETURNED)
+            if t.round == self.round
+            and t.status not in (TaskStatus.REPLACED, TaskStatus.RETURNED, TaskStatus.WITHDRAWN)
         )
 
     def open_tasks(self) -> tuple[Task, ...]:
@@ -269,6 +272,12 @@ def evolve(case: Case, event: CaseEvent) -> Case:
         case TaskReturned(task_id=task_id, reason=reason):
             returned = _with_task(case, task_id, status=TaskStatus.RETURNED, return_reason=reason)
             return replace(returned, returns=case.returns + 1, status=_after_task_change(returned))
+        case TaskWithdrawn(task_id=task_id):
+            task = case.task(task_id)
+            if task is None or not task.is_open:
+                return case
+            withdrawn = _with_task(case, task_id, status=TaskStatus.WITHDRAWN)
+            return replace(withdrawn, status=_after_task_change(withdrawn))
         case DeadlineWarned(task_id=task_id, kind=kind):
             task = case.task(task_id)
             warned = (task.warned if task else frozenset()) | {kind}
@@ -327,7 +336,9 @@ def _take_over(case: Case, replaced: UUID | None, new_id: UUID) -> tuple[Task, .
 
 
 def _withdraw(tasks: tuple[Task, ...]) -> tuple[Task, ...]:
-    return tuple(replace(t, status=TaskStatus.REPLACED) if t.is_open else t for t in tasks)
+    # Merges and rejections end their open tasks with TaskWithdrawn first; this catches what a
+    # cancellation, or a log written before TaskWithdrawn existed, leaves open.
+    return tuple(replace(t, status=TaskStatus.WITHDRAWN) if t.is_open else t for t in tasks)
 
 
 def replay(events: Iterable[CaseEvent], case: Case = NO_CASE) -> Case:

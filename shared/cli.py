@@ -96,7 +96,7 @@ def token(
     department: Annotated[str | None, typer.Option(help="a handler's department")] = None,
     grids: Annotated[str, typer.Option(help="a grid worker's grids, comma-separated")] = "",
     hours: Annotated[int, typer.Option(help="validity")] = 12,
-    pii: Annotated[bool, typer.Option("--pii", help="grant reading reporters' personal data unmasked")] = False,
+    pii: Annotated[bool, typer.Option("--pii", help="an auditor may unmask with a stated purpose (recorded)")] = False,
     root: Annotated[Path, typer.Option()] = ROOT,
 ) -> None:
     """Print a bearer token valid for the running configuration."""

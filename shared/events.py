@@ -190,6 +190,19 @@ class TaskReturned(Event, frozen=True):
     reason: str
 
 
+class TaskWithdrawn(Event, frozen=True):
+    """An open task ends because its case ended before it did (merged, rejected): the department stops.
+
+    Its own event, on the department's subject, so a department's system learns that the work
+    it holds is off, and the case's history shows each task's end. Schema version 1.
+    """
+
+    task_id: UUID
+    department: str
+    by: str
+    reason: str
+
+
 class CaseHandled(Event, frozen=True):
     round: int
 
@@ -256,6 +269,7 @@ CaseEvent = (
     | TaskNoted
     | TaskCompleted
     | TaskReturned
+    | TaskWithdrawn
     | CaseHandled
     | VerificationRequested
     | VerificationPassed
@@ -305,6 +319,7 @@ def department_of(event: Event) -> str | None:
             | TaskNoted(department=d)
             | TaskCompleted(department=d)
             | TaskReturned(department=d)
+            | TaskWithdrawn(department=d)
             | DeadlineWarned(department=d)
             | TaskOverdue(department=d)
             | CaseEscalated(department=d)

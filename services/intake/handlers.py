@@ -241,12 +241,8 @@ async def _readable_case(request: web.Request, to_version: int | None = None, un
 async def get_case(request: web.Request) -> web.Response:
     query = parse_query(request, api.CaseQuery)
     principal, case, rows = await _readable_case(request, to_version=query.version, until=query.as_of)
-    reporter, erased = await _reporter_view(request, principal, case)
-    return json_response(api.case_out(case, rows[-1].version, reporter, erased))
-
-
-async def _reporter_view(request: web.Request, principal: Principal, case: Case) -> tuple[Reporter | None, bool]:
-    return await privacy.reporter_view(request, principal, case, request.app[VAULT])
+    shown = await privacy.reporter_view(request, principal, case, request.app[VAULT])
+    return json_response(api.case_out(case, rows[-1].version, shown.reporter, shown.erased))
 
 
 async def list_cases(request: web.Request) -> web.Response:

@@ -1,7 +1,9 @@
-"""intake's history view: every event of a case with its metadata and hash, personal data masked.
+"""intake's history view: every event of a case with its metadata and hash, the reporter as the rule says.
 
-A reporter's sealed name and phone appear masked (`张*`, `138****1234`) unless the caller's
-token carries the `pii` grant; once the reporter's key is erased they appear as erased.
+A reporter's sealed name and phone appear as the one personal-data rule decides, exactly as for
+the case itself (shared.access.personal_data_read): masked (`张*`, `138****1234`) unless the
+caller is the backend that reported the case, or is allowed personal data and states a purpose
+(X-Purpose); each unmasked read is recorded. Once the reporter's key is erased they appear as erased.
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from services.intake import api
+from services.intake import api, privacy
 from services.intake.handlers import VAULT, _readable_case
 from shared.audit.timeline import event_time
+from shared.auth import Principal
+from shared.case import Case
 from shared.events import SealedReporter
 from shared.http import json_response, uuid_param
-from shared.pii import masked
-from shared.service import POOL
 
 
 async def get_history(request: web.Request) -> web.Response:
-    principal, _, rows = await _readable_case(request)
+    principal, case, rows = await _readable_case(request)
     reporters: dict[str, dict[str, Any]] = {}
     entries = []
     for r in rows:
@@ -30,7 +32,7 @@ async def get_history(request: web.Request) -> web.Response:
         if isinstance(sealed, dict):
             key = str(sealed.get("ref"))
             if key not in reporters:
-                reporters[key] = await _reporter(request, sealed, unmasked=principal.pii)
+                reporters[key] = await _reporter(request, principal, case, sealed)
             data["reporter"] = reporters[key]
         entries.append(
             api.HistoryEntry(
@@ -50,14 +52,17 @@ async def get_history(request: web.Request) -> web.Response:
     return json_response(api.History(case_id=uuid_param(request), version=rows[-1].version, events=entries))
 
 
-async def _reporter(request: web.Request, sealed: dict[str, Any], *, unmasked: bool) -> dict[str, Any]:
+async def _reporter(request: web.Request, principal: Principal, case: Case, sealed: dict[str, Any]) -> dict[str, Any]:
     try:
         reporter = msgspec.convert(sealed, SealedReporter)
     except msgspec.ValidationError:
         return {"ref": sealed.get("ref"), "sealed": True}
-    async with request.app[POOL].acquire() as conn:
-        plain = await request.app[VAULT].unseal(conn, reporter)
-    if plain is None:
+    shown = await privacy.reporter_view(request, principal, case, request.app[VAULT], reporter)
+    if shown.reporter is None:
         return {"ref": str(reporter.ref), "erased": True}
-    shown = plain if unmasked else masked(plain)
-    return {"ref": str(reporter.ref), "name": shown.name, "phone": shown.phone, "masked": not unmasked}
+    return {
+        "ref": str(reporter.ref),
+        "name": shown.reporter.name,
+        "phone": shown.reporter.phone,
+        "masked": shown.masked,
+    }

@@ -1,5 +1,6 @@
-"""intake's personal-data rules: who reads a reporter unmasked (and that it is recorded), the
-per-reporter daily limit by blind index, and the auditors' view of the reads.
+"""intake's personal data: showing a reporter as the one rule (shared.access.personal_data_read)
+decides and recording the unmasked reads, the per-reporter daily limit by blind index, and the
+auditors' view of the reads.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import structlog
 from aiohttp import web
 from msgspec import Meta
 
-from shared.access import sees_personal_data
-from shared.auth import Principal, Role, principal_of
+from shared.access import personal_data_read
+from shared.auth import Principal, principal_of
 from shared.case import Case
 from shared.events import SealedReporter
 from shared.http import json_response, parse_query
@@ -23,7 +24,6 @@ from shared.ratelimit import reporter_day, reporter_over_limit
 from shared.service import CLOCK, POOL, SETTINGS
 
 PURPOSE = "X-Purpose"  # why a member of staff needs the reporter's name and phone
-OWN_BACKEND = "the reporting backend"
 
 
 class PiiReadsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -46,28 +46,37 @@ class PiiReadPage(msgspec.Struct, frozen=True, kw_only=True):
     next_before: int | None = None
 
 
+class ShownReporter(msgspec.Struct, frozen=True, kw_only=True):
+    reporter: Reporter | None  # None: the case has none, or it was erased
+    erased: bool
+    masked: bool
+
+
 async def reporter_view(
-    request: web.Request, principal: Principal, case: Case, vault: Vault
-) -> tuple[Reporter | None, bool]:
-    """(what this caller sees of the reporter, whether the reporter was erased)."""
-    if case.reporter is None:
-        return None, case.reporter_erased
+    request: web.Request, principal: Principal, case: Case, vault: Vault, sealed: SealedReporter | None = None
+) -> ShownReporter:
+    """What this caller sees of the case's reporter, for every response that carries one.
+    `sealed`: the copy the response shows (a history's event), else the case's own.
+
+    The one rule decides; an unmasked read is recorded in pii_reads before it is shown.
+    """
+    sealed = sealed or case.reporter
+    if sealed is None:
+        return ShownReporter(reporter=None, erased=case.reporter_erased, masked=True)
+    read = personal_data_read(principal, case, request.headers.get(PURPOSE))
     async with request.app[POOL].acquire() as conn:
-        plain = await vault.unseal(conn, case.reporter)
+        plain = await vault.unseal(conn, sealed)
         if plain is None:
-            return None, True
-        purpose = request.headers.get(PURPOSE, "").strip()[:200]
-        own_backend = principal.role is Role.REPORTER_BACKEND
-        if not sees_personal_data(principal, case) or not (own_backend or purpose):
-            return masked(plain), False  # staff say why, or see it masked
-        await conn.execute(
-            "INSERT INTO pii_reads (actor, case_id, purpose, request_id) VALUES ($1, $2, $3, $4)",
-            principal.actor,
-            case.id,
-            purpose or OWN_BACKEND,
-            str(structlog.contextvars.get_contextvars().get("request_id", "")),
-        )
-    return plain, False
+            return ShownReporter(reporter=None, erased=True, masked=True)
+        if read.record is not None:
+            await conn.execute(
+                "INSERT INTO pii_reads (actor, case_id, purpose, request_id) VALUES ($1, $2, $3, $4)",
+                principal.actor,
+                case.id,
+                read.record,
+                str(structlog.contextvars.get_contextvars().get("request_id", "")),
+            )
+    return ShownReporter(reporter=plain if read.unmask else masked(plain), erased=False, masked=not read.unmask)
 
 
 async def seal_reporter(request: web.Request, vault: Vault, reporter: Reporter) -> SealedReporter:

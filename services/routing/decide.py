@@ -19,6 +19,7 @@ from shared.events import (
     TaskAssignment,
     TaskDispatched,
     TaskOverdue,
+    TaskWithdrawn,
 )
 
 MAX_RETURNS = 3  # after the third "not ours" the dispatcher decides
@@ -63,9 +64,12 @@ class RejectCase(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MergeCase(msgspec.Struct, frozen=True, kw_only=True):
+    """Merge the case into `into`, whose case (as the log has it, loaded by the shell) is `target`."""
+
     case_id: UUID
     into: UUID
     by: str
+    target: Case
 
 
 Command = Dispatch | Redispatch | Reassign | CheckDeadlines | RejectCase | MergeCase
@@ -86,13 +90,41 @@ def decide(case: Case, command: Command) -> list[CaseEvent]:
                 return []
             if case.status not in REJECTABLE:
                 raise Refused(f"a case that is {case.status} cannot be rejected")
-            return [CaseRejected(case_id=case.id or command.case_id, reason=command.reason, by=command.by)]
+            withdrawn = _withdraw_tasks(case, command.case_id, command.by, "the case was rejected")
+            return [*withdrawn, CaseRejected(case_id=command.case_id, reason=command.reason, by=command.by)]
         case MergeCase():
-            if case.status is Status.MERGED and case.merged_into == command.into:
-                return []
-            if case.status not in REJECTABLE or command.into == command.case_id:
-                raise Refused(f"a case that is {case.status} cannot be merged")
-            return [CaseMerged(case_id=command.case_id, into=command.into, by=command.by)]
+            return _merge(case, command)
+
+
+def _merge(case: Case, command: MergeCase) -> list[CaseEvent]:
+    """Only into an open case, never into itself or into a case merged into it (a cycle)."""
+    if case.status is Status.MERGED and case.merged_into == command.into:
+        return []  # a retried merge, even if the target has ended since
+    if command.into == command.case_id:
+        raise Refused("a case cannot be merged into itself")
+    if case.status not in REJECTABLE:
+        raise Refused(f"a case that is {case.status} cannot be merged")
+    target = command.target
+    if not target.exists or target.id != command.into:
+        raise Refused("no such case to merge into")
+    # An open target was never merged anywhere, so requiring one also rules out every cycle,
+    # direct or through other cases; the shell serialises merges that touch a common case.
+    if target.merged_into == command.case_id:
+        raise Refused("the target was merged into this case: merging back would make a cycle")
+    if target.status is Status.MERGED:
+        raise Refused(f"the target was merged into {target.merged_into}: merge into that case instead")
+    if target.is_terminal:
+        raise Refused(f"a case that is {target.status} cannot be merged into")
+    withdrawn = _withdraw_tasks(case, command.case_id, command.by, f"the case was merged into {command.into}")
+    return [*withdrawn, CaseMerged(case_id=command.case_id, into=command.into, by=command.by)]
+
+
+def _withdraw_tasks(case: Case, case_id: UUID, by: str, reason: str) -> list[CaseEvent]:
+    """Each open task ends with its own event, before the case does: its department is told."""
+    return [
+        TaskWithdrawn(case_id=case_id, task_id=t.id, department=t.department, by=by, reason=reason)
+        for t in case.open_tasks()
+    ]
 
 
 def _dispatch(case: Case, command: Dispatch) -> list[CaseEvent]:

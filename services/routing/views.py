@@ -16,8 +16,8 @@ from services.routing.decide import Command, Dispatch, MergeCase, Reassign, Reje
 from services.routing.handlers import CALENDAR, POLICY, project
 from services.routing.planning import assignments, rule_for
 from shared.auth import principal_of
-from shared.case import Case, Refused, replay
-from shared.eventstore import ConcurrencyError, Metadata, case_stream
+from shared.case import NO_CASE, Case, Refused, replay
+from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
 from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
 from shared.service import CLOCK, POOL, SETTINGS, STORE
 
@@ -113,7 +113,9 @@ async def dispatch_case(request: web.Request) -> web.Response:
             by=principal_of(request).actor,
         )
 
-    return await _run(request, uuid_param(request), command, refuse_noop="the case is not waiting for dispatch")
+    return await _run(
+        request, uuid_param(request), lambda case, _: command(case), refuse_noop="the case is not waiting for dispatch"
+    )
 
 
 async def reassign_task(request: web.Request) -> web.Response:
@@ -138,14 +140,14 @@ async def reassign_task(request: web.Request) -> web.Response:
         )
         return Reassign(case_id=case_id, task_id=task_id, assignment=assignment)
 
-    return await _run(request, case_id, command)
+    return await _run(request, case_id, lambda case, _: command(case))
 
 
 async def reject_case(request: web.Request) -> web.Response:
     body = await decode_body(request, ReasonIn)
     case_id = uuid_param(request)
     by = principal_of(request).actor
-    return await _run(request, case_id, lambda case: RejectCase(case_id=case_id, reason=body.reason, by=by))
+    return await _run(request, case_id, lambda case, _: RejectCase(case_id=case_id, reason=body.reason, by=by))
 
 
 async def merge_case(request: web.Request) -> web.Response:
@@ -161,21 +163,35 @@ async def merge_case(request: web.Request) -> web.Response:
             kind="invalid-body",
         )
     by = principal_of(request).actor
-    return await _run(request, case_id, lambda case: MergeCase(case_id=case_id, into=body.into, by=by))
+    return await _run(
+        request,
+        case_id,
+        lambda case, target: MergeCase(case_id=case_id, into=body.into, by=by, target=target),
+        related=body.into,
+    )
 
 
 async def _run(
-    request: web.Request, case_id: UUID, make: Callable[[Case], Command], refuse_noop: str = ""
+    request: web.Request,
+    case_id: UUID,
+    make: Callable[[Case, Case], Command],
+    refuse_noop: str = "",
+    related: UUID | None = None,
 ) -> web.Response:
+    """Load, decide, append and project in one transaction. `related`: another case the decision
+    reads (a merge's target), loaded in the same transaction and passed to `make` beside the case."""
     store, principal = request.app[STORE], principal_of(request)
     for _ in range(5):
         try:
             async with store.transaction() as tx:
+                if related is not None:
+                    await _lock_cases(tx, case_id, related)
                 case, version = await tx.load(case_id)
                 if not case.exists:
                     raise ProblemError(404, "Not found", "no such case", kind="not-found")
+                other = (await tx.load(related))[0] if related is not None else NO_CASE
                 try:
-                    events = decide(case, make(case))
+                    events = decide(case, make(case, other))
                 except Refused as exc:
                     raise ProblemError(409, "Conflict", exc.reason, kind="conflict") from None
                 if not events and refuse_noop:
@@ -197,3 +213,14 @@ async def _run(
             }
         )
     raise ProblemError(503, "Busy", "the case is changing fast; retry", headers={"Retry-After": "1"})
+
+
+async def _lock_cases(tx: Transaction, *case_ids: UUID) -> None:
+    """Serialise decisions that read two cases, per case and in id order (no deadlock).
+
+    Two merges of A into B and of B into A at once would each see the other open and make a
+    cycle; holding both cases' locks, the second one reads the first one's result. Advisory
+    locks take no transaction id, so the events INSERT stays the transaction's first write.
+    """
+    for case_id in sorted(set(case_ids)):
+        await tx.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"case-lock:{case_id}")

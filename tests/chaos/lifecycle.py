@@ -8,9 +8,9 @@ Written from the lifecycle as the README and the services' decide() describe it,
 
 and may end cancelled, rejected or merged before it is handled. Every case-level step is
 taken once per round (none twice, none skipped); tasks go dispatched → accepted → completed,
-or are returned or replaced, and take no step after that; each deadline (task, kind) is warned,
-then overdue, then escalated, each at most once, and never before its moment. Versions run
-1, 2, 3 … without gaps.
+or are returned, replaced or withdrawn (their case ending), and take no step after that; each
+deadline (task, kind) is warned, then overdue, then escalated, each at most once, and never
+before its moment. Versions run 1, 2, 3 … without gaps.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ ENDINGS: dict[str, tuple[str, frozenset[str]]] = {
     "CaseMerged": ("merged", frozenset({"reported", "queued", "dispatched"})),
 }
 TASK_FLOW: dict[str, dict[str, str]] = {
-    "dispatched": {"TaskAccepted": "accepted", "TaskReturned": "returned"},
-    "accepted": {"TaskCompleted": "completed", "TaskReturned": "returned"},
+    "dispatched": {"TaskAccepted": "accepted", "TaskReturned": "returned", "TaskWithdrawn": "withdrawn"},
+    "accepted": {"TaskCompleted": "completed", "TaskReturned": "returned", "TaskWithdrawn": "withdrawn"},
 }
 DEADLINE_ORDER = ("DeadlineWarned", "TaskOverdue", "CaseEscalated")
 ANYWHERE = frozenset({"ReporterErased"})
@@ -126,7 +126,15 @@ def _step(walk: _Walk, step: Step) -> None:
     if kind in FLOW.get(walk.phase, {}):
         _case_step(walk, step, bad)
         return
-    if kind in ("TaskDispatched", "TaskAccepted", "TaskCompleted", "TaskReturned", "TaskNoted", *DEADLINE_ORDER):
+    if kind in (
+        "TaskDispatched",
+        "TaskAccepted",
+        "TaskCompleted",
+        "TaskReturned",
+        "TaskWithdrawn",
+        "TaskNoted",
+        *DEADLINE_ORDER,
+    ):
         _task_step(walk, step, bad)
         return
     bad("not a step this phase allows")

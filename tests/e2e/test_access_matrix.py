@@ -4,6 +4,11 @@ Generated from the services' own routers and access tables: a role the table doe
 gets 401/403; an allowed role acting on another department's task, another grid's case or
 another backend's case gets no 2xx; lists never show those objects; and the roles that may
 only read (auditor; supervisor outside its one command) write nothing at all.
+
+And the personal-data rule on every route whose answer can carry a reporter (found from the
+services' OpenAPI documents: a `reporter` field, or free-form event data): unmasked only for
+the backend that reported the case, or with a stated purpose for the roles allowed it, and
+each unmasked answer recorded; no other route ever shows the reporter's name or phone.
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.handling import app as handling_app
 from services.handling.app import spec as handling_spec
+from services.intake import app as intake_app
 from services.intake.app import spec as intake_spec
+from services.routing import app as routing_app
 from services.routing.app import spec as routing_spec
+from services.verification import app as verification_app
 from services.verification.app import spec as verification_spec
-from shared.auth import PUBLIC_ROUTES, Role
+from shared.auth import PUBLIC_ROUTES, Role, issue_token
 from shared.config import Settings
+from shared.openapi import document
 from shared.service import ServiceSpec, build
 from shared.signing import BackendKey
 from shared.stack import Stack
@@ -30,6 +40,16 @@ from tests.signed import registered_backend
 pytestmark = pytest.mark.e2e
 GRID, OTHER_GRID = "wenfeng-tianehu-01", "hanfeng-hanfeng-01"
 SPECS = {"intake": intake_spec, "routing": routing_spec, "handling": handling_spec, "verification": verification_spec}
+OPERATIONS = {
+    "intake": intake_app.OPERATIONS,
+    "routing": routing_app.OPERATIONS,
+    "handling": handling_app.OPERATIONS,
+    "verification": verification_app.OPERATIONS,
+}
+# The routes whose answer can carry a reporter; test_these_are_the_routes_that_can_carry_a_reporter
+# keeps this list honest as routes are added.
+REPORTER_ROUTES = {("intake", "get_case"), ("intake", "get_history")}
+PHONE, NAME = "13722223333", "周小红"
 BODIES: Mapping[str, Any] = {
     "post_report": {"source": "citizen", "category": "pothole", "description": "x", "location": {"grid": GRID}},
     "cancel_case": {"reason": "不需要了"},
@@ -71,8 +91,38 @@ async def writes_by_callers(stack: Stack) -> int:
         await conn.close()
 
 
+def _carries_reporter(node: Any, components: Mapping[str, Any], seen: frozenset[str] = frozenset()) -> bool:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[-1]
+            return name not in seen and _carries_reporter(components[name], components, seen | {name})
+        if "reporter" in node.get("properties", {}) or node.get("description") == "any JSON value":
+            return True
+        return any(_carries_reporter(v, components, seen) for v in node.values())
+    if isinstance(node, list):
+        return any(_carries_reporter(v, components, seen) for v in node)
+    return False
+
+
+def routes_carrying_a_reporter() -> set[tuple[str, str]]:
+    """(service, route name) of every operation whose successful answer can hold a reporter."""
+    found = set()
+    for service, operations in OPERATIONS.items():
+        doc = document(service, operations)
+        for methods in doc["paths"].values():
+            for spec in methods.values():
+                answers = {k: v for k, v in spec["responses"].items() if k.startswith("2")}
+                if _carries_reporter(answers, doc["components"]["schemas"]):
+                    found.add((service, spec["operationId"]))
+    return found
+
+
+def test_these_are_the_routes_that_can_carry_a_reporter() -> None:
+    assert routes_carrying_a_reporter() == REPORTER_ROUTES
+
+
 async def test_no_role_sees_or_changes_anothers_objects_and_readers_write_nothing(api: Api, stack: Stack) -> None:
-    case_id = await api.report("blocked_drain", grid=GRID)
+    case_id = await api.report("blocked_drain", grid=GRID, reporter={"name": NAME, "phone": PHONE})
     [task] = await api.open_tasks(case_id, 1)
     department = task["department"]
     await api.work(task)
@@ -117,9 +167,77 @@ async def test_no_role_sees_or_changes_anothers_objects_and_readers_write_nothin
                     leaks.extend(f"listed: {where} shows {k}" for k, v in ids.items() if v in text)
                 if role is Role.AUDITOR and writes and 200 <= status < 300:
                     leaks.append(f"auditor wrote: {where}")
+                if PHONE in str(answer) or NAME in str(answer):  # nobody here states a purpose
+                    leaks.append(f"reporter unmasked: {where}")
     assert calls > 80
     assert leaks == []
     assert await writes_by_callers(stack) == before
     # And what did go through for the owner-less roles was readable only in masked form.
     _, case = await api.call("GET", "intake", f"/v1/cases/{case_id}", token=api.token(Role.AUDITOR))
     assert case["reporter"] is None or not re.search(r"1[3-9]\d{9}", str(case["reporter"]))
+
+
+async def pii_read_count(api: Api, case_id: str) -> int:
+    status, page = await api.call(
+        "GET", "intake", f"/v1/pii-reads?case_id={case_id}&page_size=100", token=api.token(Role.AUDITOR)
+    )
+    assert status == 200, page
+    return len(page["items"])
+
+
+async def test_every_route_that_can_carry_a_reporter_unmasks_and_records_by_the_one_rule(
+    api: Api, stack: Stack
+) -> None:
+    case_id = await api.report("blocked_drain", grid=GRID, reporter={"name": NAME, "phone": PHONE})
+    [task] = await api.open_tasks(case_id, 1)
+    department = task["department"]
+    other_department = "city_management" if department != "city_management" else "water"
+    secret = api.info.jwt_secret
+    # caller -> (its credentials, whether it may read the case at all, whether it unmasks with a purpose)
+    callers: dict[str, tuple[str | BackendKey, bool, bool]] = {
+        "the backend that reported it": (api.backend(), True, True),
+        "another backend": (
+            await registered_backend(stack.env["ADMIN_DATABASE_URL"], "third-miniprogram"),
+            False,
+            False,
+        ),
+        "its department's handler": (api.handler(department), True, False),
+        "another department's handler": (api.handler(other_department), False, False),
+        "its grid's worker": (api.grid_worker(GRID), True, False),
+        "another grid's worker": (api.grid_worker(OTHER_GRID), False, False),
+        "dispatcher": (api.dispatcher(), True, True),
+        "supervisor": (api.token(Role.SUPERVISOR), True, True),
+        "auditor": (api.token(Role.AUDITOR), True, False),
+        "auditor with the pii grant": (issue_token(secret, sub="auditor-pii", role=Role.AUDITOR, pii=True), True, True),
+        "handler with the pii grant": (
+            issue_token(secret, sub="h-pii", role=Role.HANDLER, department=department, pii=True),
+            True,
+            False,
+        ),
+    }
+    paths = {
+        name: template.replace("{id}", case_id)
+        for service, make_spec in SPECS.items()
+        for method, template, name in routes(make_spec(Settings()))
+        if (service, name) in REPORTER_ROUTES and method == "GET"
+    }
+    assert {("intake", name) for name in paths} == REPORTER_ROUTES
+    wrong: list[str] = []
+    for name, path in paths.items():
+        for who, (caller, reads, with_purpose) in callers.items():
+            for purpose in (None, "回访核实"):
+                headers = {"X-Purpose": purpose} if purpose else {}
+                before = await pii_read_count(api, case_id)
+                status, answer = await api.call("GET", "intake", path, token=caller, headers=headers)
+                recorded = await pii_read_count(api, case_id) - before
+                where = f"{who} {name} purpose={purpose!r} -> {status}"
+                shown = PHONE in str(answer) or NAME in str(answer)
+                own = who == "the backend that reported it"
+                expected = reads and (own or (purpose is not None and with_purpose))
+                if status != (200 if reads else 404):
+                    wrong.append(f"status: {where}")
+                if shown is not expected or recorded != int(expected):
+                    wrong.append(f"unmasked {shown}, recorded {recorded}, expected {expected}: {where}")
+                if status == 200 and not shown and not ("137****3333" in str(answer) and "周**" in str(answer)):
+                    wrong.append(f"reporter neither shown nor masked: {where}")
+    assert wrong == []

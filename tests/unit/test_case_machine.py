@@ -22,6 +22,7 @@ from services.routing import decide as routing
 from services.verification import decide as verification
 from shared.case import NO_CASE, TERMINAL, Case, Refused, Status, TaskStatus, evolve, replay
 from shared.events import (
+    CaseCancelled,
     CaseClosed,
     CaseEvent,
     CaseHandled,
@@ -30,6 +31,7 @@ from shared.events import (
     Location,
     Source,
     TaskAssignment,
+    TaskWithdrawn,
     VerificationPassed,
     decode,
     encode,
@@ -48,7 +50,10 @@ departments = st.lists(st.sampled_from(DEPARTMENTS), max_size=3, unique=True)
 picks = st.integers(min_value=0, max_value=7)  # which task: an index into the case's tasks, or none
 hours = st.integers(min_value=0, max_value=60)
 # Cancel, reject and merge end the story: only now and then, so most sequences get further.
-ends = st.sampled_from([None] * 9 + ["cancel", "reject", "merge", "merge_into_itself"])
+ends = st.sampled_from([None] * 9 + ["cancel", "reject", "merge", "merge_into_itself", "merge_into_ended"])
+# The case a merge goes into, as routing's shell would load it: open, or ended (a "no").
+OPEN_TARGET = replay([examples.case_reported(case_id=OTHER_CASE)])
+ENDED_TARGET = replay([CaseCancelled(case_id=OTHER_CASE, reason="不需要了", by="reporter")], OPEN_TARGET)
 
 
 class CaseMachine(RuleBasedStateMachine):
@@ -173,7 +178,9 @@ class CaseMachine(RuleBasedStateMachine):
             self.decide(routing.decide, routing.RejectCase(case_id=CASE_ID, reason="重复", by="dispatcher"))
         elif how is not None:
             into = CASE_ID if how == "merge_into_itself" else OTHER_CASE
-            self.decide(routing.decide, routing.MergeCase(case_id=CASE_ID, into=into, by="dispatcher"))
+            target = {"merge": OPEN_TARGET, "merge_into_ended": ENDED_TARGET}.get(how, self.case)
+            command = routing.MergeCase(case_id=CASE_ID, into=into, by="dispatcher", target=target)
+            self.decide(routing.decide, command)
 
     # --- handling ---------------------------------------------------------------------
 
@@ -282,6 +289,10 @@ class CaseMachine(RuleBasedStateMachine):
         assert len({t.id for t in self.case.tasks}) == len(self.case.tasks)
         open_in_terminal = [t for t in self.case.open_tasks() if self.case.status in TERMINAL - {Status.CLOSED}]
         assert not open_in_terminal, "an ended case left a task open"
+        if self.case.status in (Status.MERGED, Status.REJECTED):
+            # Each task the ending found open ended with an event of its own, just before it.
+            ended = {e.task_id for e in self.log if isinstance(e, TaskWithdrawn)}
+            assert ended == {t.id for t in self.case.tasks if t.status is TaskStatus.WITHDRAWN}
         for task in self.case.tasks:
             if task.status is TaskStatus.REPLACED and task.replaced_by is not None:
                 assert self.case.task(task.replaced_by) is not None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from uuid import UUID
 
 import pytest
+from msgspec.structs import replace
 
 from services.routing.decide import (
     CheckDeadlines,
@@ -16,15 +18,25 @@ from services.routing.decide import (
     decide,
     next_check,
 )
-from shared.case import Refused, Status, replay
+from shared.case import NO_CASE, Case, Refused, Status, TaskStatus, replay
 from shared.events import (
+    CaseCancelled,
+    CaseClosed,
     CaseDispatched,
     CaseEscalated,
+    CaseEvent,
+    CaseMerged,
     CaseQueued,
+    CaseRejected,
     CaseReopened,
     DeadlineWarned,
     TaskDispatched,
     TaskOverdue,
+    TaskWithdrawn,
+    VerificationPassed,
+    decode,
+    department_of,
+    encode,
 )
 from tests import examples as ex
 
@@ -187,6 +199,103 @@ def test_a_case_can_be_rejected_before_handling_but_not_after_closing() -> None:
         decide(replay(ex.until_verifying()), RejectCase(case_id=ex.CASE_ID, reason="x", by="d"))
 
 
+OTHER = UUID("00000000-0000-4000-8000-0000000000c2")
+THIRD = UUID("00000000-0000-4000-8000-0000000000c3")
+
+
+def other(*events: CaseEvent, case_id: UUID = OTHER) -> Case:
+    """Another case, as routing's shell loads the target of a merge."""
+    return replay(replace(e, case_id=case_id) for e in (ex.case_reported(), *events))
+
+
+def merge(target: Case, into: UUID = OTHER) -> MergeCase:
+    return MergeCase(case_id=ex.CASE_ID, into=into, by="dispatcher:d", target=target)
+
+
+DISPATCHED = [ex.case_reported(), ex.case_dispatched("sanitation", "water"), ex.task_dispatched()]
+ENDED_TARGETS = {
+    "cancelled": other(CaseCancelled(case_id=OTHER, reason="不需要了", by="reporter")),
+    "rejected": other(CaseRejected(case_id=OTHER, reason="不属实", by="dispatcher:d")),
+    "merged": other(CaseMerged(case_id=OTHER, into=THIRD, by="dispatcher:d")),
+    "closed": other(
+        *ex.until_verifying()[1:],
+        VerificationPassed(case_id=OTHER, verification_id=ex.VERIFICATION_ID, by="grid_worker:gw"),
+        CaseClosed(case_id=OTHER),
+    ),
+}
+
+
 def test_a_case_cannot_be_merged_into_itself() -> None:
+    case = replay([ex.case_reported()])
+    with pytest.raises(Refused, match="into itself"):
+        decide(case, merge(case, into=ex.CASE_ID))
+
+
+@pytest.mark.parametrize("status", sorted(ENDED_TARGETS))
+def test_a_case_cannot_be_merged_into_a_case_that_has_ended(status: str) -> None:
+    target = ENDED_TARGETS[status]
+    assert target.status == status
     with pytest.raises(Refused):
-        decide(replay([ex.case_reported()]), MergeCase(case_id=ex.CASE_ID, into=ex.CASE_ID, by="d"))
+        decide(replay(DISPATCHED), merge(target))
+
+
+def test_a_merge_back_into_a_case_merged_into_this_one_is_a_cycle_and_refused() -> None:
+    target = other(CaseMerged(case_id=OTHER, into=ex.CASE_ID, by="dispatcher:d"))
+    with pytest.raises(Refused, match="cycle"):
+        decide(replay([ex.case_reported()]), merge(target))
+
+
+def test_a_merge_into_a_case_merged_on_through_others_is_refused() -> None:
+    # OTHER went into THIRD, which went into this case: any merged target is refused, so no cycle.
+    target = other(CaseMerged(case_id=OTHER, into=THIRD, by="dispatcher:d"))
+    with pytest.raises(Refused, match=str(THIRD)):
+        decide(replay([ex.case_reported()]), merge(target))
+
+
+def test_a_merge_needs_the_target_loaded() -> None:
+    with pytest.raises(Refused, match="no such case"):
+        decide(replay([ex.case_reported()]), merge(NO_CASE))
+    with pytest.raises(Refused, match="no such case"):
+        decide(replay([ex.case_reported()]), merge(other(case_id=THIRD)))  # the wrong case loaded
+
+
+def test_a_case_past_dispatch_cannot_be_merged() -> None:
+    with pytest.raises(Refused):
+        decide(replay(ex.until_verifying()), merge(other()))
+
+
+def test_a_merge_ends_each_open_task_with_its_own_event_then_the_case() -> None:
+    case = replay([*DISPATCHED, ex.task_dispatched(ex.TASK_ID_2, "water"), ex.task_accepted(ex.TASK_ID_2, "water")])
+    case = replay([ex.task_returned(ex.TASK_ID_2, "water")], case)  # a returned task is not open: no event
+    case = replay([ex.task_dispatched(UUID(int=3), "city_management")], case)
+    events = decide(case, merge(other(ex.case_dispatched(), ex.task_dispatched())))
+    assert [(type(e).__name__, getattr(e, "task_id", None)) for e in events] == [
+        ("TaskWithdrawn", ex.TASK_ID),
+        ("TaskWithdrawn", UUID(int=3)),
+        ("CaseMerged", None),
+    ]
+    assert all(e.case_id == ex.CASE_ID for e in events)  # nothing for the target: it is unaffected
+    withdrawn = events[0]
+    assert isinstance(withdrawn, TaskWithdrawn) and withdrawn.department == "sanitation"
+    assert withdrawn.by == "dispatcher:d" and str(OTHER) in withdrawn.reason
+    merged = replay(events, case)
+    assert merged.status is Status.MERGED and merged.merged_into == OTHER
+    assert [t.status for t in merged.tasks] == [TaskStatus.WITHDRAWN, TaskStatus.RETURNED, TaskStatus.WITHDRAWN]
+
+
+def test_a_retried_merge_changes_nothing_even_after_the_target_ended() -> None:
+    case = replay(DISPATCHED)
+    case = replay(decide(case, merge(other())), case)
+    assert decide(case, merge(ENDED_TARGETS["closed"])) == []
+
+
+def test_a_rejection_ends_each_open_task_with_its_own_event_too() -> None:
+    events = decide(replay(DISPATCHED), RejectCase(case_id=ex.CASE_ID, reason="不属实", by="dispatcher:d"))
+    assert [type(e).__name__ for e in events] == ["TaskWithdrawn", "CaseRejected"]
+    assert replay(events, replay(DISPATCHED)).tasks[0].status is TaskStatus.WITHDRAWN
+
+
+def test_a_withdrawn_task_is_on_its_departments_subject() -> None:
+    event = TaskWithdrawn(case_id=ex.CASE_ID, task_id=ex.TASK_ID, department="water", by="d", reason="merged")
+    assert department_of(event) == "water"
+    assert decode(encode(event)) == event
