@@ -16,7 +16,6 @@ SEE_PERSONAL_DATA = frozenset({Role.DISPATCHER, Role.SUPERVISOR})
 PII_GRANT_ROLES = frozenset({Role.AUDITOR})
 # The backend that reported the case is that person's own channel: it needs no purpose, and
 # its reads are recorded under this one.
-OWN_BACKEND = "the reporting backend"
 PURPOSE_LENGTH = 200  # what of a stated purpose is kept
 
 
@@ -47,16 +46,21 @@ MASKED = PersonalDataRead(unmask=False)
 def personal_data_read(principal: Principal, case: Case, purpose: str | None) -> PersonalDataRead:
     """The one rule for every response that can carry a reporter (a case, its history, lists, exports).
 
-    Unmasked only for a caller who may read the case and either reported it (its own backend) or
-    is allowed personal data and states a purpose; every unmasked read is recorded. Everyone else,
-    and everyone without a purpose, sees the reporter masked, and nothing is recorded.
+    Unmasked only for a caller who may read the case, is allowed personal data (the backend that
+    reported it, dispatchers and supervisors, auditors with the `pii` grant) and states a purpose;
+    every unmasked read is recorded. Everyone else, and everyone without a purpose, sees the
+    reporter masked, and nothing is recorded.
     """
     purpose = (purpose or "").strip()[:PURPOSE_LENGTH]
     if case.reporter is None or not can_read_case(principal, case):
         return MASKED
-    if principal.role is Role.REPORTER_BACKEND:  # can_read_case: the backend that reported it
-        return PersonalDataRead(unmask=True, record=purpose or OWN_BACKEND)
-    allowed = principal.role in SEE_PERSONAL_DATA or (principal.pii and principal.role in PII_GRANT_ROLES)
+    # The backend that reported the case (can_read_case) holds its citizen's data already; it too
+    # states why it reads it unmasked, so that every unmasked read, by anyone, is on record.
+    allowed = (
+        principal.role is Role.REPORTER_BACKEND
+        or principal.role in SEE_PERSONAL_DATA
+        or (principal.pii and principal.role in PII_GRANT_ROLES)
+    )
     if allowed and purpose:
         return PersonalDataRead(unmask=True, record=purpose)
     return MASKED

@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from shared.config import Secret
 from shared.events import SealedReporter
 
 ALG = "AES-256-GCM"
@@ -81,7 +82,9 @@ def masked(reporter: Reporter) -> Reporter:
     return Reporter(name=mask_name(reporter.name), phone=mask_phone(reporter.phone))
 
 
-def _key(encoded: str, what: str) -> bytes:
+def _key(encoded: Secret | str, what: str) -> bytes:
+    if isinstance(encoded, Secret):
+        encoded = encoded.reveal()
     key = base64.b64decode(encoded) if encoded else b""
     if len(key) != 32:
         raise ValueError(f"{what} must be base64 of 32 bytes")
@@ -95,7 +98,7 @@ def new_key() -> str:
 class Vault:
     """Seals and unseals reporters' data; every call runs on the caller's connection."""
 
-    def __init__(self, master_key: str, blind_index_key: str) -> None:
+    def __init__(self, master_key: Secret | str, blind_index_key: Secret | str) -> None:
         self._master = AESGCM(_key(master_key, "PII_KEY"))
         self._index_key = _key(blind_index_key, "BLIND_INDEX_KEY")
 

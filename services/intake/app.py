@@ -58,7 +58,7 @@ def routes(app: web.Application) -> None:
 
 async def _vault(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[handlers.VAULT] = Vault(settings.pii_key.reveal(), settings.blind_index_key.reveal())
+    app[handlers.VAULT] = Vault(settings.pii_key, settings.blind_index_key)
     yield
 
 

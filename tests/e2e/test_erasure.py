@@ -41,7 +41,7 @@ async def test_staff_read_unmasked_only_with_a_purpose_and_auditors_see_who_did(
     assert masked["reporter"] == {"name": "王**", "phone": "137****1111"}
     _, plain = await api.call("GET", "intake", path, token=api.dispatcher(), headers={"X-Purpose": "回访核实"})
     assert plain["reporter"] == {"name": NAME, "phone": PHONE}
-    _, own = await api.call("GET", "intake", path, token=api.backend())
+    _, own = await api.call("GET", "intake", path, token=api.backend(), headers={"X-Purpose": "通知报告人"})
     assert own["reporter"]["phone"] == PHONE
     _, auditor = await api.call("GET", "intake", path, token=api.token(Role.AUDITOR), headers={"X-Purpose": "x"})
     assert auditor["reporter"]["phone"] == "137****1111"  # auditors read, never unmasked
@@ -49,7 +49,7 @@ async def test_staff_read_unmasked_only_with_a_purpose_and_auditors_see_who_did(
     status, reads = await api.call("GET", "intake", f"/v1/pii-reads?case_id={case_id}", token=api.token(Role.AUDITOR))
     assert status == 200
     assert [(r["actor"], r["purpose"]) for r in reads["items"]] == [
-        ("reporter_backend:wechat-miniprogram", "the reporting backend"),
+        ("reporter_backend:wechat-miniprogram", "通知报告人"),
         ("dispatcher:dispatcher-1", "回访核实"),
     ]
     denied, _ = await api.call("GET", "intake", "/v1/pii-reads", token=api.dispatcher())
@@ -82,7 +82,8 @@ async def test_erasing_a_reporter_makes_their_data_unreadable_and_keeps_every_ch
         await pool.close()
 
     for case_id in (first, second):
-        _, view = await api.call("GET", "intake", f"/v1/cases/{case_id}", token=api.backend())
+        headers = {"X-Purpose": "通知报告人"}
+        _, view = await api.call("GET", "intake", f"/v1/cases/{case_id}", token=api.backend(), headers=headers)
         assert view["reporter"] is None and view["reporter_erased"] is True
 
     async def projected() -> bool:

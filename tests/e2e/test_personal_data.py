@@ -32,6 +32,9 @@ async def test_a_phone_number_stays_sealed_everywhere_and_is_masked_for_handlers
     handler_view = await api.call("GET", "intake", f"/v1/cases/{case_id}", token=api.handler(task["department"]))
     assert handler_view[1]["reporter"] == {"name": "李**", "phone": "139****5678"}
     _, backend_view = await api.call("GET", "intake", f"/v1/cases/{case_id}", token=api.backend())
+    assert backend_view["reporter"] == {"name": "李**", "phone": "139****5678"}  # no purpose stated
+    headers = {"X-Purpose": "通知报告人"}
+    _, backend_view = await api.call("GET", "intake", f"/v1/cases/{case_id}", token=api.backend(), headers=headers)
     assert backend_view["reporter"] == {"name": NAME, "phone": PHONE}
     _, auditor_view = await api.call("GET", "intake", f"/v1/cases/{case_id}", token=api.token(Role.AUDITOR))
     assert auditor_view["reporter"]["phone"] == "139****5678"
@@ -88,12 +91,12 @@ async def test_history_shows_the_reporter_exactly_as_the_case_does_and_records_t
             assert shown["masked"] is not unmasked, where
             if not unmasked:
                 assert case["reporter"] == {"name": "李**", "phone": "139****5678"}, where
-            # Without a purpose nobody unmasks (the reporting backend reads its own reporter as always);
-            # with one, exactly the roles the case itself allows; the pii grant alone adds nothing.
-            expected = who == "own backend" or (purpose is not None and who in UNMASK_WITH_A_PURPOSE)
+            # Without a purpose nobody unmasks, the reporting backend included; with one, exactly
+            # the roles the case itself allows; the pii grant alone adds nothing.
+            expected = purpose is not None and who in UNMASK_WITH_A_PURPOSE
             assert unmasked is expected, where
             # Each unmasked response leaves one record, the history's as well as the case's.
             assert len(after_case) - len(before) == len(after_history) - len(after_case) == int(unmasked), where
             if unmasked:
                 actor, recorded = after_history[-1]
-                assert recorded == (purpose or "the reporting backend") and actor == after_case[-1][0], where
+                assert recorded == purpose and actor == after_case[-1][0], where

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import pytest
 
-from shared.access import MASKED, OWN_BACKEND, PersonalDataRead, personal_data_read
+from shared.access import MASKED, PersonalDataRead, personal_data_read
 from shared.auth import Principal, Role
 from shared.case import Case, replay
 from shared.events import ReporterErased, SealedReporter
@@ -30,12 +30,9 @@ WITH_A_PURPOSE = {"own backend", "dispatcher", "supervisor", "auditor with the p
 
 
 @pytest.mark.parametrize("who", sorted(CALLERS))
-def test_without_a_purpose_only_the_backend_that_reported_the_case_reads_it_unmasked(who: str) -> None:
+def test_without_a_purpose_nobody_reads_it_unmasked_not_even_the_backend_that_reported_it(who: str) -> None:
     read = personal_data_read(CALLERS[who], CASE, None)
-    if who == "own backend":
-        assert read == PersonalDataRead(unmask=True, record=OWN_BACKEND)
-    else:
-        assert read == MASKED
+    assert read == MASKED
     assert personal_data_read(CALLERS[who], CASE, "   ") == read  # blank is no purpose
 
 
