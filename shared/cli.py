@@ -16,12 +16,14 @@ from rich.table import Table
 from shared.audit.cli import audit_app
 from shared.audit.projections_cli import projections_app
 from shared.auth import Role, issue_token
+from shared.cli_options import NoStack, RootOption, stack_root, up_root
+from shared.config import env_value
 from shared.security_cli import backends_app, privacy_app
 from shared.stack import SERVICES, Stack, load_secrets
+from shared.supervise import Supervisor
 
 app = typer.Typer(help="caseloop: closed-loop case management for a city's command centre.", no_args_is_help=True)
 console = Console()
-ROOT = Path(os.environ.get("CASELOOP_HOME", ".caseloop"))
 app.add_typer(audit_app, name="audit")
 app.add_typer(projections_app, name="projections")
 app.add_typer(backends_app, name="backends")
@@ -30,15 +32,29 @@ app.add_typer(privacy_app, name="privacy")
 
 @app.command()
 def up(
-    root: Annotated[Path, typer.Option(help="where servers keep their data, logs and dev secrets")] = ROOT,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="where servers keep their data, logs and dev secrets "
+            "(default: CASELOOP_HOME, else the nearest .caseloop/ here or above, else ./.caseloop)"
+        ),
+    ] = None,
     nats_port: Annotated[int, typer.Option(help="embedded nats-server port")] = 4222,
     pg_port: Annotated[int, typer.Option(help="embedded PostgreSQL port")] = 54329,
+    ports: Annotated[str, typer.Option(help="services' HTTP ports, e.g. intake=9080,routing=9081")] = "",
     replicas: Annotated[str, typer.Option(help="processes per service, e.g. routing=2,handling=2")] = "",
     nats_cluster: Annotated[int, typer.Option(help="nats-server nodes: 3 for a JetStream cluster, R3 stream")] = 1,
 ) -> None:
-    """Start NATS and PostgreSQL (unless NATS_URL / DATABASE_URL are set) and every service."""
+    """Start NATS and PostgreSQL (unless NATS_URL / DATABASE_URL are set) and every service, and keep
+    them running: a process that dies is said here and started again (servers with the same data)."""
+    root = up_root(root)
     stack = Stack(
-        root, nats_port=nats_port, pg_port=pg_port, replicas=parse_replicas(replicas), nats_cluster=nats_cluster
+        root,
+        ports=parse_ports(ports),
+        nats_port=nats_port,
+        pg_port=pg_port,
+        replicas=parse_replicas(replicas),
+        nats_cluster=nats_cluster,
     )
     stopping = threading.Event()
 
@@ -62,11 +78,9 @@ def up(
         table.add_row("logs", str(root / "logs"))
         console.print(table)
         console.print("Tokens: [bold]caseloop token --role dispatcher[/]. Ctrl-C stops everything.")
+        supervisor = Supervisor(stack, lambda text: console.print(f"[yellow]{text}[/]", highlight=False))
         while not stopping.wait(1.0):
-            for name, process in stack.processes.items():
-                if process.proc is not None and process.proc.poll() is not None:
-                    console.print(f"[yellow]{name} exited ({process.proc.returncode}); restarting[/]")
-                    process.start()
+            supervisor.check()
     finally:
         with console.status("stopping…"):
             stack.stop()
@@ -84,6 +98,17 @@ def parse_replicas(text: str) -> dict[str, int]:
     return counts
 
 
+def parse_ports(text: str) -> dict[str, int]:
+    """`intake=9080,routing=9081` -> {"intake": 9080, "routing": 9081}; unknown services are refused."""
+    ports: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        service, _, port = item.partition("=")
+        if service not in SERVICES or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise typer.BadParameter(f"{item!r}: expected <service>=<port>, service one of {', '.join(SERVICES)}")
+        ports[service] = int(port)
+    return ports
+
+
 def _redact(url: str) -> str:
     head, _, tail = url.rpartition("@")
     return f"{head.split(':')[0]}://***@{tail}" if head else url
@@ -97,10 +122,10 @@ def token(
     grids: Annotated[str, typer.Option(help="a grid worker's grids, comma-separated")] = "",
     hours: Annotated[int, typer.Option(help="validity")] = 12,
     pii: Annotated[bool, typer.Option("--pii", help="an auditor may unmask with a stated purpose (recorded)")] = False,
-    root: Annotated[Path, typer.Option()] = ROOT,
+    root: RootOption = None,
 ) -> None:
-    """Print a bearer token valid for the running configuration."""
-    secret = os.environ.get("JWT_SECRET") or load_secrets(root).jwt_secret
+    """Print a bearer token valid for the running configuration (JWT_SECRET, else the stack's)."""
+    secret = _jwt_secret(root)
     grid_list = tuple(g.strip() for g in grids.split(",") if g.strip())
     try:
         minted = issue_token(
@@ -110,13 +135,18 @@ def token(
             department=department,
             grids=grid_list,
             pii=pii,
-            issuer=os.environ.get("JWT_ISSUER", "caseloop"),
-            audience=os.environ.get("JWT_AUDIENCE", "caseloop"),
+            issuer=env_value("JWT_ISSUER") or "caseloop",
+            audience=env_value("JWT_AUDIENCE") or "caseloop",
             ttl_seconds=hours * 3600,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(minted)
+
+
+def _jwt_secret(root: Path | None) -> str:
+    """JWT_SECRET (or JWT_SECRET_FILE) as the services read it, else the dev secret of the stack found."""
+    return env_value("JWT_SECRET") or load_secrets(stack_root(root)).jwt_secret
 
 
 @app.command()
@@ -135,7 +165,7 @@ def migrate() -> None:
 @app.command()
 def demo(
     cases: Annotated[int, typer.Option(help="how many reports to post")] = 40,
-    root: Annotated[Path, typer.Option()] = ROOT,
+    root: RootOption = None,
     timeout: Annotated[float, typer.Option(help="seconds to let the cases run")] = 300,
 ) -> None:
     """Play citizens, sensors, departments and grid workers against the stack `make run` started."""
@@ -145,23 +175,28 @@ def demo(
     from shared.demo import run_demo, summary
     from shared.stack import DEFAULT_PORTS
 
+    root = stack_root(root)
     stack_file = root / "stack.json"
     ports = json.loads(stack_file.read_text())["ports"] if stack_file.exists() else DEFAULT_PORTS
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    secret = os.environ.get("JWT_SECRET") or load_secrets(root).jwt_secret
+    secret = _jwt_secret(root)
     policy = load_policy(os.environ.get("RULES_PATH") or None)
     categories = [c for c in policy.categories if c != "background_check"]
     grids = list(policy.grids)
-    from shared.devsetup import load_dev_backend
+    from shared.devsetup import DEV_BACKEND, load_dev_backend
 
-    backend_key = load_dev_backend(root)  # `caseloop up` made and registered it
+    if not (root / f"{DEV_BACKEND}.key").is_file():  # a key made now would be one the stack never registered
+        raise NoStack(f"{root} has no {DEV_BACKEND}.key: `caseloop up` makes and registers it")
+    backend_key = load_dev_backend(root)
     outcomes = asyncio.run(run_demo(urls, secret, cases, categories, grids, timeout, backend_key=backend_key))
     table = Table(title=f"{len(outcomes)} cases")
-    for column in ("case", "category", "status", "rounds", "returns", "failed checks", "by hand"):
+    # The whole id, never cut or wrapped: `caseloop audit history|export` take it as printed.
+    table.add_column("case", no_wrap=True, min_width=36)
+    for column in ("category", "status", "rounds", "returns", "failed checks", "by hand"):
         table.add_column(column)
     for o in outcomes:
         table.add_row(
-            o.case_id[:8],
+            o.case_id,
             o.category,
             o.status,
             str(o.rounds),
@@ -176,4 +211,8 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except NoStack as exc:  # a user's mistake, not a bug: the message, without a traceback
+        Console(stderr=True).print(f"[red]{exc}[/]", highlight=False)
+        raise SystemExit(1) from None

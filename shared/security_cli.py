@@ -1,14 +1,14 @@
 """`caseloop backends …` (signing keys of mini-program backends) and `caseloop privacy …`.
 
 Key registration runs as the schema's owner (ADMIN_DATABASE_URL; services may only read
-keys); erasure runs as the services' role (DATABASE_URL). Without those variables, both use
-the local stack's development credentials under CASELOOP_HOME.
+keys); erasure runs as the services' role (DATABASE_URL); each variable or its _FILE. Without
+them, both use the development credentials of the local stack (--root, CASELOOP_HOME, or the
+nearest .caseloop/ folder here or above).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
@@ -18,6 +18,9 @@ import typer
 from rich.console import Console
 
 from shared import backends
+from shared.audit.store import local_pg_port
+from shared.cli_options import RootOption, stack_root
+from shared.config import env_value
 from shared.db import OWNER_ROLE, SERVICE_ROLE, with_credentials
 from shared.signing import raw_public_key, write_key_pair
 from shared.stack import DATABASE, load_secrets
@@ -25,23 +28,21 @@ from shared.stack import DATABASE, load_secrets
 backends_app = typer.Typer(help="Mini-program backends' signing keys (RFC 9421, Ed25519).", no_args_is_help=True)
 privacy_app = typer.Typer(help="Reporters' personal data.", no_args_is_help=True)
 console = Console()
-ROOT = Path(os.environ.get("CASELOOP_HOME", ".caseloop"))
-RootOption = Annotated[Path, typer.Option(help="the local stack's folder (dev credentials)")]
 
 
-def _local(root: Path, role: str) -> str:
+def _local(given: Path | None, role: str) -> str:
+    root = stack_root(given)
     secrets = load_secrets(root)
     password = secrets.owner_password if role == OWNER_ROLE else secrets.service_password
-    port = int(os.environ.get("CASELOOP_PG_PORT", "54329"))
-    return with_credentials(f"postgresql://127.0.0.1:{port}/{DATABASE}", role, password)
+    return with_credentials(f"postgresql://127.0.0.1:{local_pg_port(root)}/{DATABASE}", role, password)
 
 
-def owner_url(root: Path) -> str:
-    return os.environ.get("ADMIN_DATABASE_URL") or _local(root, OWNER_ROLE)
+def owner_url(root: Path | None) -> str:
+    return env_value("ADMIN_DATABASE_URL") or _local(root, OWNER_ROLE)
 
 
-def service_url(root: Path) -> str:
-    return os.environ.get("DATABASE_URL") or _local(root, SERVICE_ROLE)
+def service_url(root: Path | None) -> str:
+    return env_value("DATABASE_URL") or _local(root, SERVICE_ROLE)
 
 
 @backends_app.command()
@@ -62,7 +63,7 @@ def register(
     sub: Annotated[str, typer.Option(help="the backend's id, e.g. wechat")],
     public_key: Annotated[Path, typer.Option(help="its public key: PEM, or base64 of the raw 32 bytes")],
     keyid: Annotated[str, typer.Option(help="the key id it will sign with (default: derived)")] = "",
-    root: RootOption = ROOT,
+    root: RootOption = None,
 ) -> None:
     """Register a backend's public key; prints the key id the backend puts in `keyid`."""
     try:
@@ -84,7 +85,7 @@ def register(
 
 
 @backends_app.command()
-def revoke(keyid: Annotated[str, typer.Argument()], root: RootOption = ROOT) -> None:
+def revoke(keyid: Annotated[str, typer.Argument()], root: RootOption = None) -> None:
     """Revoke a key at once: its signatures are refused from now on."""
 
     async def run() -> bool:
@@ -103,7 +104,7 @@ def revoke(keyid: Annotated[str, typer.Argument()], root: RootOption = ROOT) -> 
 def erase(
     reporter: Annotated[UUID, typer.Option(help="the reporter's ref (SealedReporter.ref in the case's events)")],
     actor: Annotated[str, typer.Option(help="who orders the erasure, for the record")] = "operator:cli",
-    root: RootOption = ROOT,
+    root: RootOption = None,
 ) -> None:
     """Erase a reporter: their data key goes, each of their cases records ReporterErased."""
     from shared.privacy import erase_reporter

@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 
 from shared.cluster import NatsCluster
-from shared.config import Settings
+from shared.config import Settings, env_value
 from shared.db import (
     AUDITOR_ROLE,
     OWNER_ROLE,
@@ -177,7 +177,7 @@ class Stack:
             env.setdefault("STREAM_REPLICAS", "3")
         if not env.get("NATS_URL"):
             self._start_nats(env, secrets)
-        if not env.get("DATABASE_URL"):
+        if not env_value("DATABASE_URL", env):
             self.postgres = Postgres(self.root / "postgres", self.pg_port).start()
             admin = self.postgres.url(self.database)
             asyncio.run(
@@ -196,7 +196,7 @@ class Stack:
             env["DATABASE_URL"] = with_credentials(admin, SERVICE_ROLE, secrets.service_password)
             env.update(service_database_env(admin, secrets.service_passwords))
         else:
-            asyncio.run(run_migrations(env.get("ADMIN_DATABASE_URL") or env["DATABASE_URL"]))
+            asyncio.run(run_migrations(Settings.from_env(env).migrations_url))
         env.setdefault("JWT_SECRET", secrets.jwt_secret)
         env.setdefault("PII_KEY", secrets.pii_key)
         env.setdefault("BLIND_INDEX_KEY", secrets.blind_index_key)
@@ -207,12 +207,14 @@ class Stack:
 
             new_key_file(Path(env["CHECKPOINT_KEY_FILE"]))
         # A development backend's signing key: reporter_backend calls must be signed.
-        if env.get("ADMIN_DATABASE_URL"):  # keys are registered by the owner; services only read them
-            asyncio.run(register_dev_backend(env["ADMIN_DATABASE_URL"], self.root))
+        owner = env_value("ADMIN_DATABASE_URL", env)
+        if owner:  # keys are registered by the owner; services only read them
+            asyncio.run(register_dev_backend(owner, self.root))
         self.env = env
-        (self.root / "stack.json").write_text(
-            json.dumps({"nats_url": env["NATS_URL"], "ports": self.ports, "pid": os.getpid()})
-        )
+        found = {"nats_url": env["NATS_URL"], "ports": self.ports, "pid": os.getpid()}
+        if self.postgres is not None:  # the CLI's auditor and owner connections to the embedded server
+            found["pg_port"] = self.postgres.port
+        (self.root / "stack.json").write_text(json.dumps(found))
         return env
 
     def _start_nats(self, env: dict[str, str], secrets: Secrets) -> None:
@@ -251,13 +253,18 @@ class Stack:
                 base = self.ports[service]
                 self.ports[name] = base + 100 * (int(nth) - 1) if base == DEFAULT_PORTS[service] else free_port()
             env = {**self.env, "HTTP_PORT": str(self.ports[name])}
-            # Each service connects as its own database role when it has one; else DATABASE_URL.
-            own = {s: env.pop(database_url_variable(s), "") for s in SERVICE_ROLES}
+            # Each service connects as its own database role when it has one (<SERVICE>_DATABASE_URL
+            # or its _FILE); else DATABASE_URL. No process sees another one's.
+            own = env_value(database_url_variable(service), env) if service in SERVICE_ROLES else None
+            for s in SERVICE_ROLES:
+                env.pop(database_url_variable(s), None)
+                env.pop(f"{database_url_variable(s)}_FILE", None)
             # The owner's credentials stay with the supervisor: a compromised service cannot borrow them.
             env.pop("ADMIN_DATABASE_URL", None)
             env.pop("ADMIN_DATABASE_URL_FILE", None)
-            if own.get(service):
-                env["DATABASE_URL"] = own[service]
+            if own:
+                env.pop("DATABASE_URL_FILE", None)
+                env["DATABASE_URL"] = own
             if self.nats_passwords:  # each service connects as its own NATS user
                 env.update(NATS_USER=service, NATS_PASSWORD=self.nats_passwords[service])
             log_path = self.root / "logs" / f"{name}.log"

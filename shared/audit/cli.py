@@ -1,14 +1,14 @@
 """`caseloop audit …`: timelines, verification of the log, exports, checkpoints and KPIs, for auditors.
 
 Reads the database directly as `caseloop_auditor` (AUDITOR_DATABASE_URL, else DATABASE_URL /
-ADMIN_DATABASE_URL, else the local stack under CASELOOP_HOME).
+ADMIN_DATABASE_URL, each or its _FILE; else the local stack: --root, CASELOOP_HOME, or the nearest
+.caseloop/ folder here or above). Times are RFC 3339; one without a zone is Asia/Shanghai time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +28,12 @@ from shared.audit.kpi import kpis
 from shared.audit.kpi_output import kpi_csv, kpi_tables
 from shared.audit.signing import SignedCheckpoint, key_id, parse_public_key, public_key_text
 from shared.audit.timeline import Timeline, timeline
+from shared.cli_options import RootOption, time_option
 from shared.eventstore import RecordedEvent
 
 audit_app = typer.Typer(help="Auditors: timelines, tamper checks, exports, checkpoints, KPIs.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-ROOT = Path(os.environ.get("CASELOOP_HOME", ".caseloop"))
 PublicKey = Annotated[str | None, typer.Option(help="the checkpoint signer's public key (base64) you trust")]
 
 
@@ -58,17 +58,16 @@ def _took(seconds: float | None) -> str:
 @audit_app.command()
 def history(
     case_id: UUID,
-    as_of: Annotated[datetime | None, typer.Option(help="only what had been recorded by then (RFC 3339)")] = None,
+    as_of: Annotated[datetime | None, time_option(help="only what had been recorded by then")] = None,
     format: Annotated[str, typer.Option(help="table | json | csv")] = "table",
-    root: Annotated[Path, typer.Option()] = ROOT,
+    root: RootOption = None,
 ) -> None:
     """A case's timeline: every step, the time each stage took, and whether each deadline was met."""
-    moment = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else None
-    rows = asyncio.run(case_rows(store.auditor_url(root), case_id, moment))
+    rows = asyncio.run(case_rows(store.auditor_url(root), case_id, as_of))
     if not rows:
-        err.print(f"[red]no case {case_id}{' by then' if moment else ''}[/]")
+        err.print(f"[red]no case {case_id}{' by then' if as_of else ''}[/]")
         raise typer.Exit(1)
-    line = timeline(rows, moment or datetime.now(UTC))
+    line = timeline(rows, as_of or datetime.now(UTC))
     if format == "json":
         sys.stdout.write(msgspec.json.encode(line).decode() + "\n")
     elif format == "csv":
@@ -135,7 +134,7 @@ def verify(
         Path | None, typer.Option(help="a checkpoint you kept (caseloop audit checkpoints --save)")
     ] = None,
     public_key: PublicKey = None,
-    root: Annotated[Path, typer.Option()] = ROOT,
+    root: RootOption = None,
 ) -> None:
     """Recompute every stream's hash chain and the whole log's head at each checkpoint; exit 2 on tampering."""
     public = store.trusted_public_key(public_key, root)
@@ -172,7 +171,7 @@ async def _read_with_progress(url: str) -> list[RecordedEvent]:
 
 
 @audit_app.command("export")
-def export_(case_id: UUID, root: Annotated[Path, typer.Option()] = ROOT) -> None:
+def export_(case_id: UUID, root: RootOption = None) -> None:
     """Print a case as a self-contained JSON document (events, hashes, the checkpoint covering them)."""
     public = store.trusted_public_key(None, root)
     if public is None:
@@ -185,7 +184,7 @@ def export_(case_id: UUID, root: Annotated[Path, typer.Option()] = ROOT) -> None
 
 
 @audit_app.command("verify-export")
-def verify_export(path: Path, public_key: PublicKey = None, root: Annotated[Path, typer.Option()] = ROOT) -> None:
+def verify_export(path: Path, public_key: PublicKey = None, root: RootOption = None) -> None:
     """Check an export with no database: its chain, the checkpoint's signature, the Merkle proof."""
     doc = msgspec.json.decode(path.read_bytes(), type=export.CaseExport)
     public = store.trusted_public_key(public_key, root) or _embedded_key(doc.public_key)
@@ -205,7 +204,7 @@ def verify_export(path: Path, public_key: PublicKey = None, root: Annotated[Path
 def checkpoints(
     limit: Annotated[int, typer.Option(help="the last N")] = 20,
     save: Annotated[Path | None, typer.Option(help="write the latest checkpoint to keep, for verify --against")] = None,
-    root: Annotated[Path, typer.Option()] = ROOT,
+    root: RootOption = None,
 ) -> None:
     """The signed checkpoints over the whole log."""
     url = store.auditor_url(root)
@@ -248,7 +247,7 @@ async def _checkpoints(url: str) -> list[SignedCheckpoint]:
 
 
 @audit_app.command("public-key")
-def public_key(root: Annotated[Path, typer.Option()] = ROOT) -> None:
+def public_key(root: RootOption = None) -> None:
     """Print the checkpoint signer's public key (base64) and its fingerprint: keep them apart from the database."""
     public = store.trusted_public_key(None, root)
     if public is None:
@@ -260,13 +259,13 @@ def public_key(root: Annotated[Path, typer.Option()] = ROOT) -> None:
 
 @audit_app.command()
 def kpi(
-    from_: Annotated[datetime | None, typer.Option("--from", help="cases reported from (RFC 3339)")] = None,
-    to: Annotated[datetime | None, typer.Option(help="cases reported before; also the moment judged")] = None,
+    from_: Annotated[datetime | None, time_option("--from", help="cases reported from then on")] = None,
+    to: Annotated[datetime | None, time_option(help="cases reported before; also the moment judged")] = None,
     format: Annotated[str, typer.Option(help="table | csv")] = "table",
-    root: Annotated[Path, typer.Option()] = ROOT,
+    root: RootOption = None,
 ) -> None:
     """On-time close rate, rework, returns per case, time to close per category and department, satisfaction."""
-    start, end = (t.replace(tzinfo=t.tzinfo or UTC) if t else None for t in (from_, to))
+    start, end = from_, to
     with _progress() as bar:
         task = bar.add_task("reading the log", total=None)
         found = asyncio.run(all_facts(store.auditor_url(root), lambda n: bar.advance(task, n)))

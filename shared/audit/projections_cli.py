@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,10 +13,10 @@ from rich.table import Table
 from shared.audit.rebuild import VIEWS
 from shared.audit.rebuild import rebuild as rebuild_views
 from shared.audit.store import admin_url
+from shared.cli_options import RootOption
 
 projections_app = typer.Typer(help="Read models are disposable: rebuild them from the log.", no_args_is_help=True)
 console = Console()
-ROOT = Path(os.environ.get("CASELOOP_HOME", ".caseloop"))
 
 
 @projections_app.command()
@@ -26,7 +24,7 @@ def rebuild(
     name: Annotated[
         str | None, typer.Argument(help=f"a view ({', '.join(VIEWS)}) or a service; all if omitted")
     ] = None,
-    root: Annotated[Path, typer.Option()] = ROOT,
+    root: RootOption = None,
 ) -> None:
     """Truncate the read models and fold every case stream through each service's project function.
 

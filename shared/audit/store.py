@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,39 +24,57 @@ from shared.audit.signing import (
     public_key_text,
     signature_valid,
 )
+from shared.cli_options import NoStack, find_root, stack_root
+from shared.config import env_value
 from shared.db import AUDITOR_ROLE, with_credentials
 from shared.eventstore import _COLUMNS, RecordedEvent, _recorded, case_stream
 from shared.stack import DATABASE, load_secrets
 
 Progress = Callable[[int], None]  # called with the number of rows just read
-PG_PORT = int(os.environ.get("CASELOOP_PG_PORT", "54329"))
+PG_PORT = 54329  # `caseloop up`'s default; the stack records the port it used in stack.json
+
+
+def local_pg_port(root: Path) -> int:
+    """CASELOOP_PG_PORT, else the port the stack in `root` runs PostgreSQL on, else the default."""
+    if os.environ.get("CASELOOP_PG_PORT"):
+        return int(os.environ["CASELOOP_PG_PORT"])
+    stack_file = root / "stack.json"
+    found = json.loads(stack_file.read_text()) if stack_file.is_file() else {}
+    return int(found.get("pg_port", PG_PORT))
 
 
 def _local_admin(root: Path) -> str:
     password = (root / "postgres" / "superuser-password").read_text().strip()
-    return f"postgresql://postgres:{password}@127.0.0.1:{PG_PORT}/{DATABASE}"
+    return f"postgresql://postgres:{password}@127.0.0.1:{local_pg_port(root)}/{DATABASE}"
 
 
-def auditor_url(root: Path) -> str:
-    """AUDITOR_DATABASE_URL, else DATABASE_URL / ADMIN_DATABASE_URL, else the local stack as caseloop_auditor."""
+def auditor_url(root: Path | None) -> str:
+    """AUDITOR_DATABASE_URL, else DATABASE_URL / ADMIN_DATABASE_URL (each or its _FILE), else the
+    local stack (--root, CASELOOP_HOME or the nearest .caseloop/) as caseloop_auditor."""
     for name in ("AUDITOR_DATABASE_URL", "DATABASE_URL", "ADMIN_DATABASE_URL"):
-        if os.environ.get(name):
-            return os.environ[name]
-    return with_credentials(_local_admin(root), AUDITOR_ROLE, load_secrets(root).auditor_password)
+        if url := env_value(name):
+            return url
+    found = stack_root(root)
+    return with_credentials(_local_admin(found), AUDITOR_ROLE, load_secrets(found).auditor_password)
 
 
-def admin_url(root: Path) -> str:
-    """ADMIN_DATABASE_URL, else DATABASE_URL, else the local stack's owner."""
-    return os.environ.get("ADMIN_DATABASE_URL") or os.environ.get("DATABASE_URL") or _local_admin(root)
+def admin_url(root: Path | None) -> str:
+    """ADMIN_DATABASE_URL, else DATABASE_URL (each or its _FILE), else the local stack's owner."""
+    return env_value("ADMIN_DATABASE_URL") or env_value("DATABASE_URL") or _local_admin(stack_root(root))
 
 
-def trusted_public_key(text: str | None, root: Path) -> bytes | None:
+def trusted_public_key(text: str | None, root: Path | None) -> bytes | None:
     """The key checkpoints must be signed with: given, CHECKPOINT_PUBLIC_KEY, or the local key file's."""
     text = text or os.environ.get("CHECKPOINT_PUBLIC_KEY")
     if text:
         return parse_public_key(text)
-    path = Path(os.environ.get("CHECKPOINT_KEY_FILE") or root / "checkpoint.key")
-    return public_bytes(load_key(path).public_key()) if path.exists() else None
+    path = os.environ.get("CHECKPOINT_KEY_FILE")
+    if not path:
+        try:
+            path = str(find_root(root) / "checkpoint.key")
+        except NoStack:  # no stack here: the key must then be given
+            return None
+    return public_bytes(load_key(Path(path)).public_key()) if Path(path).exists() else None
 
 
 async def read_log(conn: Any, *, stream_id: str | None = None, progress: Progress | None = None) -> list[RecordedEvent]:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from services.routing.rules import load_policy
+from shared.db import AUDITOR_ROLE, with_credentials
 from shared.demo import run_demo, summary
 from shared.devsetup import load_dev_backend
 from shared.stack import SERVICES, Stack, load_secrets
+from tests.conftest import AUDITOR_PASSWORD
 from tests.e2e.plaintext import places_holding
 
 pytestmark = pytest.mark.e2e
+CASELOOP = str(Path(sys.executable).parent / "caseloop")
+UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 
 
 async def test_the_demo_closes_every_case_through_returns_failed_checks_and_hand_dispatch(stack: Stack) -> None:
@@ -31,3 +41,35 @@ async def test_the_demo_closes_every_case_through_returns_failed_checks_and_hand
     assert any(o.returns for o in outcomes)
     assert any(o.failed_verifications and o.rounds == 2 for o in outcomes)
     assert any(o.dispatched_by_hand for o in outcomes)
+
+
+def test_the_demo_command_prints_whole_case_ids_that_audit_history_takes(stack: Stack, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CASELOOP_", "JWT_")) and "DATABASE_URL" not in k}
+    env["COLUMNS"] = "80"  # a narrow terminal: the ids are not cut, wrapped or elided all the same
+    demo = subprocess.run(
+        [CASELOOP, "demo", "--root", str(stack.root), "--cases", "3", "--timeout", "180"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    ids = UUID.findall(demo.stdout)
+    assert len(ids) == len(set(ids)) == 3, demo.stdout
+
+    auditor = with_credentials(stack.env["ADMIN_DATABASE_URL"], AUDITOR_ROLE, AUDITOR_PASSWORD)
+    for case_id in ids:
+        history = subprocess.run(
+            [CASELOOP, "audit", "history", case_id, "--format", "json"],
+            cwd=tmp_path,
+            env={**env, "AUDITOR_DATABASE_URL": auditor},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert history.returncode == 0, history.stderr
+        line = json.loads(history.stdout)
+        assert (line["case_id"], line["status"]) == (case_id, "closed")
