@@ -64,5 +64,6 @@ def left_behind() -> list[Path]:
 def last_line() -> str:
     """The run's last line: where the kept folders are, or how to keep them next time."""
     if kept:
-        return f"kept ({KEEP}=1): " + " ".join(str(path) for path in kept)
+        outermost = [path for path in kept if not any(other in path.parents for other in kept)]
+        return f"kept ({KEEP}=1): " + " ".join(str(path) for path in outermost)
     return f"{KEEP}=1 keeps the temporary folders (servers' data and logs) to read after the run"
