@@ -50,7 +50,7 @@ class Result:
     verdicts: list[Verdict]
     figures: dict[str, Any]
     faults: list[Fault] = field(default_factory=list)
-    root: Path | None = None
+    root: Path | None = None  # the stack's folder, when CASELOOP_KEEP=1 kept it
 
     @property
     def ok(self) -> bool:
