@@ -127,7 +127,7 @@ class Postgres:
 
     `data_dir` keeps the superuser's password and the server's log. A normal user's server runs
     as that user with its data in `data_dir/pgdata`. PostgreSQL refuses to run as root, so root's
-    runs as PG_OS_USER, which may not enter the checkout (a `mktemp -d` folder, /root): that
+    runs as PG_OS_USER, which may not enter the checkout (in a `mktemp -d` or home folder): that
     server's data and a readable copy of the wheel's binaries go in `home`, a folder under
     `homes` named after `data_dir`, so the same checkout finds the same data on every start.
     No folder but the ones made here changes its permissions.
