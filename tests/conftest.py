@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from shared.db import (
 )
 from shared.eventstore import EventStore
 from shared.servers import NatsServer, Postgres
+from tests import folders
 
 SERVICE_PASSWORD = "service-test-password"
 AUDITOR_PASSWORD = "auditor-test-password"
@@ -41,26 +41,44 @@ TEMPLATE = "caseloop_template"
 _counter = itertools.count(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """Set up first, so torn down last: by then every folder this session made must be gone."""
+    yield
+    left = folders.left_behind()
+    assert not left, f"this session left folders behind: {', '.join(map(str, left))}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    if folders.kept or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        terminalreporter.write_line(f"caseloop: {folders.last_line()}")
+
+
 @pytest.fixture(scope="session")
 def servers_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="caseloop-test-"))
-    folder.chmod(0o755)
+    folder = folders.make("test")
     yield folder
+    folders.done(folder)
 
 
 @pytest.fixture(scope="session")
 def postgres(servers_dir: Path) -> Iterator[Postgres]:
-    server = Postgres(servers_dir / "pg").start()
-    asyncio.run(bootstrap(server.url(), TEMPLATE, ROLE_PASSWORDS))
-    yield server
-    server.stop()
+    server = Postgres(servers_dir / "pg")
+    try:
+        server.start()
+        asyncio.run(bootstrap(server.url(), TEMPLATE, ROLE_PASSWORDS))
+        yield server
+    finally:
+        folders.done(postgres=server)  # stops it; as root, its data is outside servers_dir
 
 
 @pytest.fixture(scope="session")
 def nats_server(servers_dir: Path) -> Iterator[NatsServer]:
-    server = NatsServer(servers_dir / "nats").start()
-    yield server
-    server.stop()
+    server = NatsServer(servers_dir / "nats")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 class Database:

@@ -8,9 +8,7 @@ import json
 import os
 import platform
 import secrets
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from rich.table import Table
 from shared.db import SERVICE_ROLE, bootstrap, with_credentials, with_database
 from shared.log import configure_logging
 from shared.servers import NatsServer, Postgres
+from tests import folders
 from tests.bench import audit_bench, eventstore_bench, relay_bench, services_bench
 from tests.bench.eventstore_bench import Figure
 
@@ -45,22 +44,25 @@ class Servers:
 def servers() -> Iterator[Servers]:
     """DATABASE_URL (an admin URL) and NATS_URL when set; otherwise our own, from the wheels."""
     database_url, nats_url = os.environ.get("DATABASE_URL"), os.environ.get("NATS_URL")
-    folder = Path(tempfile.mkdtemp(prefix="caseloop-bench-"))
-    folder.chmod(0o755)
-    postgres = None if database_url else Postgres(folder / "pg").start()
-    nats_server = None if nats_url else NatsServer(folder / "nats").start()
+    folder = folders.make("bench")
+    postgres = None if database_url else Postgres(folder / "pg")
+    nats_server = None if nats_url else NatsServer(folder / "nats")
     try:
+        if postgres:
+            postgres.start()
+        if nats_server:
+            nats_server.start()
         yield Servers(
             admin_url=database_url or postgres.url(),  # type: ignore[union-attr]
             nats_url=nats_url or nats_server.url,  # type: ignore[union-attr]
             own=postgres is not None,
         )
     finally:
-        if nats_server:
-            nats_server.stop()
-        if postgres:
-            postgres.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            if nats_server:
+                nats_server.stop()
+        finally:
+            folders.done(folder, postgres=postgres)  # stops it; as root, its data is outside the folder
 
 
 async def service_password(admin_url: str, own: bool) -> str:
@@ -198,12 +200,15 @@ def main() -> None:
     if unknown := groups - set(GROUPS):
         sys.exit(f"unknown bench groups {sorted(unknown)}; choose from {', '.join(GROUPS)}")
     start = perf_counter()
-    with servers() as found:
-        figures, info = asyncio.run(measure(console, found, groups))
-    seconds = perf_counter() - start
-    console.print(table(figures, info))
-    RESULTS.write_text(json.dumps(results(figures, info, seconds), indent=2) + "\n")
-    console.print(f"{len(figures)} figures in {seconds:.0f} s; written to {RESULTS}")
+    try:
+        with servers() as found:
+            figures, info = asyncio.run(measure(console, found, groups))
+        seconds = perf_counter() - start
+        console.print(table(figures, info))
+        RESULTS.write_text(json.dumps(results(figures, info, seconds), indent=2) + "\n")
+        console.print(f"{len(figures)} figures in {seconds:.0f} s; written to {RESULTS}")
+    finally:
+        console.print(folders.last_line())
 
 
 if __name__ == "__main__":

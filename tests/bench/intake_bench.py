@@ -13,10 +13,7 @@ import asyncio
 import contextlib
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -30,6 +27,7 @@ from shared.devsetup import load_dev_backend
 from shared.servers import free_port
 from shared.signing import sign_request
 from shared.stack import SERVICES, Stack, load_secrets
+from tests import folders
 from tests.bench.eventstore_bench import Appenders, Figure, create_raw_table
 from tests.bench.figures import Bounded, percentile
 
@@ -44,7 +42,7 @@ def running_stack(
     admin_url: str, service_url: str, nats_url: str, name: str, services: tuple[str, ...] | None = None
 ) -> Iterator[Stack]:
     """The services (default: every one) as processes against the bench's servers; limits out of the way."""
-    root = Path(tempfile.mkdtemp(prefix="caseloop-bench-stack-"))
+    root = folders.make("bench-stack")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "DATABASE_URL", "ADMIN_DATABASE"))}
     env.update(
         DATABASE_URL=service_url,
@@ -65,7 +63,7 @@ def running_stack(
         yield stack
     finally:
         stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        folders.done(root)
 
 
 class Reporters:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.log import configure_logging
+from tests import folders
 from tests.chaos.runner import Config, Result, run
 
 
@@ -64,12 +65,15 @@ def main() -> None:
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)
-    result = asyncio.run(run(config, say=console.log))
-    for table in tables(result, config):
-        console.print(table)
-    if not result.ok:
-        console.print(f"[red]a check failed[/]; the stack's folder (logs, data) is kept: {result.root}")
-        sys.exit(1)
+    try:
+        result = asyncio.run(run(config, say=console.log))
+        for table in tables(result, config):
+            console.print(table)
+        if not result.ok:
+            console.print("[red]a check failed[/]")
+            sys.exit(1)
+    finally:
+        console.print(folders.last_line())
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """One chaos run: a stack of its own, load and faults together, heal, quiet, checks.
 
 The stack owns its PostgreSQL and nats-server (so both can be crashed) in a temporary folder,
-kept when a check fails. Limits are the defaults (100 requests/s per caller, 20 reports a day
-per phone): the simulated dispatchers are 16 callers, reporters have varied phones, and every
-client waits out a 429's Retry-After.
+removed at the end, pass or fail, unless CASELOOP_KEEP=1 keeps it (tests/folders.py). Limits
+are the defaults (100 requests/s per caller, 20 reports a day per phone): the simulated
+dispatchers are 16 callers, reporters have varied phones, and every client waits out a 429's
+Retry-After.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from services.routing.rules import load_policy
 from shared.devsetup import load_dev_backend
 from shared.servers import free_port
 from shared.stack import SERVICES, Stack, load_secrets
+from tests import folders
 from tests.chaos import checks
 from tests.chaos.actors import TERMINAL, Chaos, every_case, plans
 from tests.chaos.faults import Fault, Nemesis, heal
@@ -50,7 +50,7 @@ class Result:
     verdicts: list[Verdict]
     figures: dict[str, Any]
     faults: list[Fault] = field(default_factory=list)
-    root: Path | None = None
+    root: Path | None = None  # the stack's folder, when CASELOOP_KEEP=1 kept it
 
     @property
     def ok(self) -> bool:
@@ -73,18 +73,19 @@ def make_stack(root: Path) -> Stack:
 
 
 async def run(config: Config, say: Any = print) -> Result:
-    root = Path(tempfile.mkdtemp(prefix="caseloop-chaos-"))
-    os.chmod(root, 0o755)  # PostgreSQL's own OS user reaches its folder
+    root = folders.make("chaos")
     stack = make_stack(root)
     try:
         await asyncio.to_thread(stack.start_infrastructure)
         await asyncio.to_thread(stack.start_services)
         result = await _run(stack, config, say)
     finally:
-        await asyncio.to_thread(stack.stop)
-    if result.ok and not os.environ.get("CHAOS_KEEP"):
-        shutil.rmtree(root, ignore_errors=True)
-    else:
+        try:
+            await asyncio.to_thread(stack.stop)
+        finally:
+            # As root, PostgreSQL's data is outside the stack's folder: removed (or kept) with it.
+            folders.done(root, postgres=stack.postgres)
+    if folders.keeping():
         result.root = root
     return result
 

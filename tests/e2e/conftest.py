@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,14 +14,14 @@ from shared.db import OWNER_ROLE, SERVICE_ROLE, ensure_database, with_credential
 from shared.devsetup import load_dev_backend
 from shared.servers import Postgres, free_port
 from shared.stack import SERVICES, Stack, load_secrets, service_database_env
+from tests import folders
 from tests.conftest import OWNER_PASSWORD, SERVICE_PASSWORD, SERVICE_PASSWORDS, TEMPLATE
 from tests.e2e.client import Api, StackInfo
 
 
 @pytest.fixture(scope="module")
 def stack(postgres: Postgres) -> Iterator[Stack]:
-    root = Path(tempfile.mkdtemp(prefix="caseloop-e2e-"))
-    root.chmod(0o755)
+    root = folders.make("e2e")
     name = f"e2e_{os.getpid()}_{root.name[-8:].lower()}"
     asyncio.run(ensure_database(postgres.url(), name, template=TEMPLATE, owner=OWNER_ROLE))
     admin = postgres.url(name)
@@ -44,12 +42,13 @@ def stack(postgres: Postgres) -> Iterator[Stack]:
     }
     # Its own nats-server, as `caseloop up` runs it: a user per service and department.
     running = Stack(root, env=env, ports={service: free_port() for service in SERVICES}, nats_port=free_port())
-    running.start_infrastructure()
     try:
+        running.start_infrastructure()
         running.start_services()
         yield running
     finally:
         running.stop()
+        folders.done(root)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ import nats
 from shared.db import SERVICE_ROLE, ensure_database, with_credentials
 from shared.servers import Postgres, free_port
 from shared.stack import SERVICES, Process, Stack, load_secrets, service_database_env
+from tests import folders
 from tests.conftest import SERVICE_PASSWORD, SERVICE_PASSWORDS, TEMPLATE
 from tests.e2e.client import Api, StackInfo
 
@@ -26,8 +26,7 @@ def scaled_stack(
     postgres: Postgres, replicas: dict[str, int], *, nats_url: str = "", nats_cluster: int = 0
 ) -> Iterator[Stack]:
     """Like the e2e `stack` fixture, with several processes for some services."""
-    root = Path(tempfile.mkdtemp(prefix="caseloop-scale-"))
-    root.chmod(0o755)
+    root = folders.make("scale")
     name = f"scale_{os.getpid()}_{root.name[-8:].lower()}"
     asyncio.run(ensure_database(postgres.url(), name, template=TEMPLATE))
     admin = postgres.url(name)
@@ -47,12 +46,13 @@ def scaled_stack(
     }
     ports = {service: free_port() for service in SERVICES}
     stack = Stack(root, env=env, ports=ports, replicas=replicas, nats_cluster=nats_cluster)
-    stack.start_infrastructure()
     try:
+        stack.start_infrastructure()
         stack.start_services()
         yield stack
     finally:
         stack.stop()
+        folders.done(root)
 
 
 @asynccontextmanager

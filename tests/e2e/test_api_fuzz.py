@@ -14,7 +14,6 @@ import asyncio
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import msgspec
 import pytest
 
 from shared.stack import Stack
+from tests import folders
 from tests.e2e.client import Api
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +85,11 @@ def config_file(run: Run, folder: Path) -> Path:
 
 
 async def fuzz(run: Run, url: str, backend_key: Any) -> None:
-    folder = Path(tempfile.mkdtemp(prefix=f"schemathesis-{run.service}-{run.caller}-"))
+    with folders.temporary(f"fuzz-{run.service}-{run.caller}") as folder:
+        await _fuzz(run, url, backend_key, folder)
+
+
+async def _fuzz(run: Run, url: str, backend_key: Any, folder: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": "tests.e2e.fuzz_hooks"}
     auth: list[str] = []
     checks = CHECKS
