@@ -91,6 +91,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_per_second: Annotated[float, msgspec.Meta(gt=0)] = 100.0
     rate_burst: Annotated[int, msgspec.Meta(ge=1)] = 200
     reporter_daily_limit: Annotated[int, msgspec.Meta(ge=1)] = 20
+    # Refused tokens and signatures per client address (in each process): past the burst, the
+    # address's attempts get 429 until the bucket refills at the rate.
+    auth_failure_rate: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    auth_failure_burst: Annotated[int, msgspec.Meta(ge=1)] = 100
     max_deliver: int = 5
     ack_wait: float = 30.0
     nak_delay: float = 0.5

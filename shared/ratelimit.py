@@ -6,6 +6,7 @@ Over a limit is 429 problem+json with `Retry-After` (seconds).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -53,6 +54,48 @@ class TokenBuckets:
         while len(self._buckets) > self.max_keys:  # the least recently seen callers go first
             self._buckets.popitem(last=False)
         return wait
+
+    def wait(self, key: str, now: float | None = None) -> float:
+        """The seconds until `key` may go (0: now), without counting a request."""
+        if (bucket := self._buckets.get(key)) is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, at = bucket
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+
+class FailedAuthentications:
+    """Refused tokens and signatures per client address: `burst` of them, refilled at `rate` a
+    second. An address past its budget gets 429 before anything it sends is verified, so guessing
+    and floods of bad credentials cost little and go slowly (shared/auth.py auth_middleware).
+
+    The address is the peer's (no X-Forwarded-For is trusted); an IPv6 client counts by its /64,
+    which one subscriber usually holds whole.
+    """
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 10_000) -> None:
+        self.buckets = TokenBuckets(rate, burst, max_keys)
+        self.policy = f'"failed-auth";q={burst};w={max(1, round(burst / rate))}'
+
+    def check(self, address: str) -> None:
+        if wait := self.buckets.wait(client_key(address)):
+            raise too_many("too many failed authentications from this address", wait, self.policy)
+
+    def failed(self, address: str) -> None:
+        self.buckets.take(client_key(address))
+
+
+def client_key(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # a Unix socket, or no address at all
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def rate_limit_middleware(buckets: TokenBuckets) -> web.middleware:  # type: ignore[valid-type]

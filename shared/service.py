@@ -26,9 +26,9 @@ from shared.consumer import Consumer, ConsumerSpec, Handler
 from shared.db import create_pool
 from shared.eventstore import EventStore
 from shared.http import Handler as HttpHandler
-from shared.http import json_response, problems_middleware
+from shared.http import answer_malformed_requests_as_problems, json_response, problems_middleware
 from shared.log import configure_logging
-from shared.ratelimit import TokenBuckets, rate_limit_middleware
+from shared.ratelimit import FailedAuthentications, TokenBuckets, rate_limit_middleware
 
 log = structlog.get_logger()
 
@@ -72,6 +72,7 @@ def consumer_spec(settings: Settings, durable: str, *types: str, **overrides: An
 
 def build(settings: Settings, spec: ServiceSpec, clock: Clock | None = None) -> web.Application:
     """The service's app: nothing connects until it starts."""
+    answer_malformed_requests_as_problems()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
@@ -82,6 +83,7 @@ def build(settings: Settings, spec: ServiceSpec, clock: Clock | None = None) -> 
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
                 signed=partial(_signed, SignedCallers()),
+                failures=FailedAuthentications(settings.auth_failure_rate, settings.auth_failure_burst),
             ),
             rate_limit_middleware(TokenBuckets(settings.rate_per_second, settings.rate_burst)),
             *([_fault_hook(settings)] if settings.test_fault_canary else []),

@@ -36,9 +36,10 @@ def conflict(reason: str) -> ProblemError:
 
 def check_department(principal: Principal, department: str) -> None:
     # Staff who read every task pass; a handler sees and acts on its own department's tasks only.
+    # Another department's task is absent to it, not forbidden: no existence leak (as intake's cases).
     if principal.role is not Role.HANDLER or can_act_for_department(principal, department):
         return
-    raise forbidden("this task belongs to another department")
+    raise not_found()
 
 
 async def _case_of_task(request: web.Request, task_id: UUID) -> UUID:

@@ -11,6 +11,7 @@ from msgspec import Meta
 
 from shared.case import Case, Task, Verification
 from shared.events import Attachment, Device, Location, Source
+from shared.http import INT4_MAX
 from shared.pii import Reporter
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -79,7 +80,7 @@ class CasesQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class CaseQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    version: Annotated[int, Meta(ge=1, le=2**31 - 1)] | None = None  # the column is an integer
+    version: Annotated[int, Meta(ge=1, le=INT4_MAX)] | None = None  # events.version is an integer
     as_of: Annotated[datetime, Meta(tz=True)] | None = None
 
 

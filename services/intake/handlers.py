@@ -228,8 +228,8 @@ async def _readable_case(request: web.Request, to_version: int | None = None, un
     principal = principal_of(request)
     case_id = uuid_param(request)
     rows = await request.app[STORE].read_stream(case_stream(case_id), to_version=to_version, until=until)
-    if not rows:
-        raise not_found()
+    if not rows or (to_version is not None and rows[-1].version < to_version):
+        raise not_found()  # a version past the case's head does not exist (yet)
     case = replay(r.event() for r in rows)
     # A case someone may not see is reported as absent, not as forbidden: no existence leak.
     current = case if to_version is None and until is None else (await request.app[STORE].load(case_id))[0]

@@ -18,7 +18,7 @@ from shared.access import personal_data_read
 from shared.auth import Principal, principal_of
 from shared.case import Case
 from shared.events import SealedReporter
-from shared.http import json_response, parse_query
+from shared.http import INT8_MAX, json_response, parse_query
 from shared.pii import OverLimit, Reporter, Vault, masked
 from shared.ratelimit import reporter_day, reporter_over_limit
 from shared.service import CLOCK, POOL, SETTINGS
@@ -29,7 +29,7 @@ PURPOSE = "X-Purpose"  # why a member of staff needs the reporter's name and pho
 class PiiReadsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     case_id: UUID | None = None
     page_size: Annotated[int, Meta(ge=1, le=100)] = 50
-    before: Annotated[int, Meta(ge=1)] | None = None
+    before: Annotated[int, Meta(ge=1, le=INT8_MAX)] | None = None  # pii_reads.id is a bigint
 
 
 class PiiRead(msgspec.Struct, frozen=True, kw_only=True):

@@ -96,10 +96,12 @@ async def fail_verification(request: web.Request) -> web.Response:
 
 
 def _check_may_record(principal: Principal, row: Any) -> None:
+    if not _visible(principal, row):
+        raise not_found()  # another grid's or another backend's: absent, not forbidden (no existence leak)
     match principal.role:
         case Role.GRID_WORKER if not can_verify_in(principal, row["grid"]):
             raise forbidden("only a grid worker of the case's grid may verify it")
-        case Role.REPORTER_BACKEND if row["kind"] != "reporter" or row["created_by"] != principal.sub:
+        case Role.REPORTER_BACKEND if row["kind"] != "reporter":
             raise forbidden("a reporter may confirm only reporter confirmations of cases it reported")
 
 

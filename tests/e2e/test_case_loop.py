@@ -161,14 +161,14 @@ async def test_a_retried_post_with_the_same_idempotency_key_makes_one_case(api: 
     assert other[0] == 422 and other[1]["type"].endswith("idempotency-key-reused")
 
 
-async def test_a_handler_of_another_department_is_forbidden(api: Api) -> None:
+async def test_a_handler_of_another_department_finds_no_such_task(api: Api) -> None:
     case_id = await api.report("blocked_drain")
     [task] = await api.open_tasks(case_id, 1)
     await api.task_command(task, "accept")  # the view knows the task now
     status, body = await api.call(
         "POST", "handling", f"/v1/tasks/{task['id']}/accept", token=api.handler("police"), json={}
     )
-    assert status == 403 and body["status"] == 403
+    assert status == 404 and body["status"] == 404  # not revealed to another department
 
 
 @pytest.mark.parametrize(

@@ -114,16 +114,21 @@ async def test_accepting_again_answers_unchanged(client: Client, store: EventSto
     assert body["status"] == "accepted"
 
 
-async def test_a_handler_of_another_department_gets_403(client: Client, store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_a_handler_of_another_department_gets_404_as_for_no_task(
+    client: Client, store: EventStore, pool: asyncpg.Pool
+) -> None:
     [task_id] = await seeded(store, pool, "sanitation")
     water = auth(department="water")
 
     status, content_type, body = await post(client, f"/v1/tasks/{task_id}/accept", headers=water)
     read = await client.get(f"/v1/tasks/{task_id}", headers=water)
+    _, _, absent = await post(client, f"/v1/tasks/{UUID(int=7)}/accept", headers=water)
 
-    assert (status, content_type) == (403, "application/problem+json")
-    assert body["status"] == 403
-    assert read.status == 403
+    assert (status, content_type) == (404, "application/problem+json")
+    assert {k: v for k, v in body.items() if k not in ("instance", "request_id")} == {
+        k: v for k, v in absent.items() if k not in ("instance", "request_id")
+    }  # another department's task cannot be told from no task at all
+    assert read.status == 404
     assert len(await store.read_stream(case_stream(examples.CASE_ID))) == 3
 
 
