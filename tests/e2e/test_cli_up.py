@@ -117,8 +117,14 @@ class Up:
     def said_since(self, mark: int) -> str:
         return "".join(self.lines[mark:])
 
+    def postmaster_pid_file(self) -> Path:
+        """Where the running cluster's lock file is: the data folder names it when run as root."""
+        location = self.root / "postgres" / "pgdata-location"
+        pgdata = Path(location.read_text().strip()) if location.exists() else self.root / "postgres" / "pgdata"
+        return pgdata / "postmaster.pid"
+
     def postgres_pid(self) -> int:
-        return int((self.root / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
+        return int(self.postmaster_pid_file().read_text().split()[0])
 
     def nats_pid(self) -> int:
         [pid] = [p for p in descendants(self.proc.pid) if program(p) == "nats-server"]
@@ -283,7 +289,7 @@ async def test_a_killed_postgresql_is_said_restarted_with_its_data_and_the_loop_
     said = up.said_since(mark)
     assert f"postgres (pid {pid}) died: killed by SIGKILL; restarting it with the same data" in said, said
     assert back.format(up.postgres_pid()) in said, said
-    lock = (up.root / "postgres" / "pgdata" / "postmaster.pid").read_text().split("\n")
+    lock = up.postmaster_pid_file().read_text().split("\n")
     assert int(lock[0]) != pid and int(lock[3]) == up.pg_port  # a new server, on the same port
     await eventually(lambda: every_service_ready(api), timeout=120, interval=0.2)
     assert (await api.case(before))["status"] == "dispatched"  # the same data

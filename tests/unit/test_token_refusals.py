@@ -20,7 +20,7 @@ SECRET = "token-refusals-secret-" + "s" * 48  # 64 bytes and more: long enough f
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     base: dict[str, Any] = {"sub": "d-1", "role": "dispatcher", "iss": "caseloop", "aud": "caseloop"}
-    base.update(iat=now, exp=now + 600)
+    base.update(iat=now, exp=now + 86_400)  # still valid however long the suite runs
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
