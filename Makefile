@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/caseloop up
 
 test: $(STAMP)
-	$(BIN)/ruff check shared services tests
+	$(BIN)/ruff check shared services ops tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -32,8 +32,8 @@ test-e2e: $(STAMP)
 	$(BIN)/pytest -q tests/e2e
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services tests
-	$(BIN)/ruff format --check shared services tests
+	$(BIN)/ruff check shared services ops tests
+	$(BIN)/ruff format --check shared services ops tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

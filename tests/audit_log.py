@@ -8,8 +8,8 @@ from uuid import UUID, uuid5
 
 import msgspec
 
-from shared.events import CaseEvent, encode, type_name
-from shared.eventstore import GENESIS, RecordedEvent, case_stream, event_hash
+from shared.domain.events import CaseEvent, encode, type_name
+from shared.store.eventstore import GENESIS, RecordedEvent, case_stream, event_hash
 from tests import examples
 
 _json = msgspec.json.Encoder()

@@ -11,8 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.config import Settings
-from shared.db import (
+from ops.servers import NatsServer, Postgres
+from shared.base.config import Settings
+from shared.store.db import (
     AUDITOR_ROLE,
     OWNER_ROLE,
     SERVICE_ROLE,
@@ -22,8 +23,7 @@ from shared.db import (
     ensure_database,
     with_credentials,
 )
-from shared.eventstore import EventStore
-from shared.servers import NatsServer, Postgres
+from shared.store.eventstore import EventStore
 from tests import folders
 
 SERVICE_PASSWORD = "service-test-password"

@@ -8,8 +8,8 @@ from uuid import UUID
 
 from msgspec.structs import replace
 
-from shared import events as ev
-from shared.eventstore import Metadata
+from shared.domain import events as ev
+from shared.store.eventstore import Metadata
 
 CASE_ID = UUID("00000000-0000-4000-8000-0000000000c1")
 TASK_ID = UUID("00000000-0000-4000-8000-0000000000a1")

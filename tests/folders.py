@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from shared.servers import Postgres
+from ops.servers import Postgres
 
 KEEP = "CASELOOP_KEEP"
 kept: list[Path] = []  # kept at the user's request, for the run's last line

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 from nats.js import JetStreamContext
 
-from shared.bus import connect, ensure_stream
-from shared.config import Settings
-from shared.eventstore import EventStore
-from shared.relay import Relay
+from shared.base.config import Settings
+from shared.messaging.bus import connect, ensure_stream
+from shared.messaging.relay import Relay
+from shared.store.eventstore import EventStore
 
 
 @asynccontextmanager

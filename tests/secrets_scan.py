@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.stack import Stack
+from ops.stack import Stack
 
 # Settings whose values are secrets, read back from the stack's own environment.
 SECRET_SETTINGS = ("JWT_SECRET", "PII_KEY", "BLIND_INDEX_KEY", "TEST_FAULT_CANARY", "NATS_PASSWORD")

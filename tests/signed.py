@@ -9,8 +9,8 @@ import msgspec
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from shared import backends
-from shared.signing import BackendKey, new_private_key, private_pem, public_pem, raw_public_key, sign_request
+from shared.web import backends
+from shared.web.signing import BackendKey, new_private_key, private_pem, public_pem, raw_public_key, sign_request
 
 
 async def registered_backend(owner_url: str, sub: str) -> BackendKey:

@@ -9,8 +9,8 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta
 
-from shared.case import Case, Task, TaskStatus
-from shared.events import Attachment, Location
+from shared.domain.case import Case, Task, TaskStatus
+from shared.domain.events import Attachment, Location
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Text = Annotated[str, Meta(min_length=1, max_length=2000)]

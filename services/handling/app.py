@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.handling import api, handlers
-from shared.auth import Role
-from shared.config import Settings
-from shared.openapi import op, serve
-from shared.service import ServiceSpec, consumer_spec
+from shared.base.config import Settings
+from shared.runtime.service import ServiceSpec, consumer_spec
+from shared.web.auth import Role
+from shared.web.openapi import op, serve
 
 TASK_READERS = frozenset({Role.HANDLER, Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR})
 DEPARTMENTS = frozenset({Role.HANDLER})

@@ -12,14 +12,14 @@ from aiohttp import web
 
 from services.handling import api
 from services.handling.decide import AcceptTask, Command, CompleteTask, NoteTask, ReturnTask, decide
-from shared.access import can_act_for_department
-from shared.auth import Principal, Role, forbidden, principal_of
-from shared.bus import Delivered
-from shared.case import Case, Refused, replay
-from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
-from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
-from shared.paging import Page
-from shared.service import POOL, STORE
+from shared.domain.case import Case, Refused, replay
+from shared.messaging.bus import Delivered
+from shared.runtime.service import POOL, STORE
+from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
+from shared.web.access import can_act_for_department
+from shared.web.auth import Principal, Role, forbidden, principal_of
+from shared.web.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.web.paging import Page
 
 log = structlog.get_logger()
 CONSUMER = "handling"

@@ -9,10 +9,10 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta
 
-from shared.case import Case, Task, Verification
-from shared.events import Attachment, Device, Location, Source
-from shared.http import INT4_MAX
-from shared.pii import Reporter
+from shared.domain.case import Case, Task, Verification
+from shared.domain.events import Attachment, Device, Location, Source
+from shared.personal.pii import Reporter
+from shared.web.http import INT4_MAX
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Text = Annotated[str, Meta(max_length=2000)]

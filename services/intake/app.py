@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.intake import api, handlers, history, privacy
-from shared.auth import READERS, Role
-from shared.config import Settings
-from shared.openapi import op, serve
-from shared.pii import Vault
-from shared.service import SETTINGS, ServiceSpec, consumer_spec
+from shared.base.config import Settings
+from shared.personal.pii import Vault
+from shared.runtime.service import SETTINGS, ServiceSpec, consumer_spec
+from shared.web.auth import READERS, Role
+from shared.web.openapi import op, serve
 
 # Route name -> the roles that may call it. Absent: nobody. Object rules live in shared/access.py.
 ACCESS: dict[str, frozenset[Role]] = {

@@ -7,8 +7,8 @@ from uuid import UUID
 
 import msgspec
 
-from shared.case import CANCELLABLE, Case, Refused, Status
-from shared.events import (
+from shared.domain.case import CANCELLABLE, Case, Refused, Status
+from shared.domain.events import (
     AlarmRepeated,
     Attachment,
     CaseCancelled,

@@ -13,16 +13,16 @@ from aiohttp import web
 
 from services.intake import api, privacy
 from services.intake.decide import CancelCase, RateCase, RepeatAlarm, ReportCase, decide
-from shared.access import can_read_case
-from shared.auth import Principal, Role, forbidden, principal_of
-from shared.bus import Delivered
-from shared.case import Case, Refused, replay
-from shared.events import AlarmRepeated, Attachment, Device, Location
-from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
-from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
-from shared.paging import Page
-from shared.pii import Reporter, Vault
-from shared.service import CLOCK, POOL, STORE
+from shared.domain.case import Case, Refused, replay
+from shared.domain.events import AlarmRepeated, Attachment, Device, Location
+from shared.messaging.bus import Delivered
+from shared.personal.pii import Reporter, Vault
+from shared.runtime.service import CLOCK, POOL, STORE
+from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
+from shared.web.access import can_read_case
+from shared.web.auth import Principal, Role, forbidden, principal_of
+from shared.web.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.web.paging import Page
 
 log = structlog.get_logger()
 VAULT = web.AppKey("vault", Vault)

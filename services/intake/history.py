@@ -1,7 +1,7 @@
 """intake's history view: every event of a case with its metadata and hash, the reporter as the rule says.
 
 A reporter's sealed name and phone appear as the one personal-data rule decides, exactly as for
-the case itself (shared.access.personal_data_read): masked (`张*`, `138****1234`) unless the
+the case itself (shared.web.access.personal_data_read): masked (`张*`, `138****1234`) unless the
 caller is the backend that reported the case, or is allowed personal data and states a purpose
 (X-Purpose); each unmasked read is recorded. Once the reporter's key is erased they appear as erased.
 """
@@ -16,10 +16,10 @@ from aiohttp import web
 from services.intake import api, privacy
 from services.intake.handlers import VAULT, _readable_case
 from shared.audit.timeline import event_time
-from shared.auth import Principal
-from shared.case import Case
-from shared.events import SealedReporter
-from shared.http import json_response, uuid_param
+from shared.domain.case import Case
+from shared.domain.events import SealedReporter
+from shared.web.auth import Principal
+from shared.web.http import json_response, uuid_param
 
 
 async def get_history(request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""intake's personal data: showing a reporter as the one rule (shared.access.personal_data_read)
+"""intake's personal data: showing a reporter as the one rule (shared.web.access.personal_data_read)
 decides and recording the unmasked reads, the per-reporter daily limit by blind index, and the
 auditors' view of the reads.
 """
@@ -14,14 +14,14 @@ import structlog
 from aiohttp import web
 from msgspec import Meta
 
-from shared.access import personal_data_read
-from shared.auth import Principal, principal_of
-from shared.case import Case
-from shared.events import SealedReporter
-from shared.http import INT8_MAX, json_response, parse_query
-from shared.pii import OverLimit, Reporter, Vault, masked
-from shared.ratelimit import reporter_day, reporter_over_limit
-from shared.service import CLOCK, POOL, SETTINGS
+from shared.domain.case import Case
+from shared.domain.events import SealedReporter
+from shared.personal.pii import OverLimit, Reporter, Vault, masked
+from shared.runtime.service import CLOCK, POOL, SETTINGS
+from shared.web.access import personal_data_read
+from shared.web.auth import Principal, principal_of
+from shared.web.http import INT8_MAX, json_response, parse_query
+from shared.web.ratelimit import reporter_day, reporter_over_limit
 
 PURPOSE = "X-Purpose"  # why a member of staff needs the reporter's name and phone
 

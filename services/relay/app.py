@@ -8,10 +8,10 @@ from pathlib import Path
 from aiohttp import web
 
 from shared.audit.checkpointer import Checkpointer
-from shared.audit.signing import load_key
-from shared.config import Settings
-from shared.relay import Relay
-from shared.service import CLOCK, JS, SETTINGS, STORE, ServiceSpec
+from shared.audit.checkpoints import load_key
+from shared.base.config import Settings
+from shared.messaging.relay import Relay
+from shared.runtime.service import CLOCK, JS, SETTINGS, STORE, ServiceSpec
 
 
 async def relay_loop(app: web.Application, stop: asyncio.Event) -> None:

@@ -8,11 +8,11 @@ from aiohttp import web
 
 from services.routing import api, handlers, views
 from services.routing.rules import load_calendar, load_policy
-from shared.auth import Role
-from shared.config import Settings
-from shared.leader import DEADLINE_WATCHER_LOCK, led
-from shared.openapi import op, serve
-from shared.service import SETTINGS, ServiceSpec, consumer_spec
+from shared.base.config import Settings
+from shared.runtime.leader import DEADLINE_WATCHER_LOCK, led
+from shared.runtime.service import SETTINGS, ServiceSpec, consumer_spec
+from shared.web.auth import Role
+from shared.web.openapi import op, serve
 
 COMMAND_CENTRE = frozenset({Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR})
 ACCESS: dict[str, frozenset[Role]] = {

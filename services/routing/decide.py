@@ -7,8 +7,8 @@ from uuid import UUID
 
 import msgspec
 
-from shared.case import Case, Refused, Status, Task, TaskStatus
-from shared.events import (
+from shared.domain.case import Case, Refused, Status, Task, TaskStatus
+from shared.domain.events import (
     CaseDispatched,
     CaseEscalated,
     CaseEvent,

@@ -14,9 +14,8 @@ from aiohttp import web
 from services.routing.decide import CheckDeadlines, Dispatch, Redispatch, decide, next_check
 from services.routing.planning import assignments, rule_for, tried_departments
 from services.routing.rules import Policy, WorkingCalendar
-from shared.bus import Delivered
-from shared.case import Case, Status, replay
-from shared.events import (
+from shared.domain.case import Case, Status, replay
+from shared.domain.events import (
     CaseEscalated,
     CaseEvent,
     CaseReopened,
@@ -25,8 +24,9 @@ from shared.events import (
     TaskOverdue,
     TaskReturned,
 )
-from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
-from shared.service import CLOCK, POOL, SETTINGS, STORE
+from shared.messaging.bus import Delivered
+from shared.runtime.service import CLOCK, POOL, SETTINGS, STORE
+from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
 
 log = structlog.get_logger()
 CONSUMER = "routing"

@@ -7,8 +7,8 @@ from datetime import datetime
 from uuid import UUID
 
 from services.routing.rules import Policy, Rule, WorkingCalendar
-from shared.case import Case
-from shared.events import TaskAssignment
+from shared.domain.case import Case
+from shared.domain.events import TaskAssignment
 
 # When no rule knows the category (a dispatcher's hand dispatch): a working day to accept, five to complete.
 DEFAULT_RULE = Rule(

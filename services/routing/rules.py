@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from services.routing.calendar import WorkingCalendar, load_calendar
+from shared.domain.calendar import WorkingCalendar, load_calendar
 
 __all__ = ["STREET_TEAM", "Category", "Deadlines", "Policy", "Rule", "WorkingCalendar", "load_calendar", "load_policy"]
 

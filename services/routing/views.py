@@ -15,11 +15,11 @@ from msgspec import Meta
 from services.routing.decide import Command, Dispatch, MergeCase, Reassign, RejectCase, decide
 from services.routing.handlers import CALENDAR, POLICY, project
 from services.routing.planning import assignments, rule_for
-from shared.auth import principal_of
-from shared.case import NO_CASE, Case, Refused, replay
-from shared.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
-from shared.http import ProblemError, decode_body, json_response, parse_query, uuid_param
-from shared.service import CLOCK, POOL, SETTINGS, STORE
+from shared.domain.case import NO_CASE, Case, Refused, replay
+from shared.runtime.service import CLOCK, POOL, SETTINGS, STORE
+from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
+from shared.web.auth import principal_of
+from shared.web.http import ProblemError, decode_body, json_response, parse_query, uuid_param
 
 log = structlog.get_logger()
 Department = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]

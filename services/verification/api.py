@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta
 
-from shared.events import Attachment
+from shared.domain.events import Attachment
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Outcome = Literal["pending", "passed", "failed", "withdrawn"]

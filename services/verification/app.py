@@ -10,12 +10,12 @@ from aiohttp import web
 
 from services.verification import api, handlers
 from services.verification.rules import load_kind_of
-from shared.auth import Role
-from shared.config import Settings
-from shared.consumer import Handler
-from shared.leader import DEFAULT_CLOSE_LOCK, led
-from shared.openapi import op, serve
-from shared.service import CLOCK, SETTINGS, ServiceSpec, consumer_spec
+from shared.base.config import Settings
+from shared.messaging.consumer import Handler
+from shared.runtime.leader import DEFAULT_CLOSE_LOCK, led
+from shared.runtime.service import CLOCK, SETTINGS, ServiceSpec, consumer_spec
+from shared.web.auth import Role
+from shared.web.openapi import op, serve
 
 READ = frozenset({Role.GRID_WORKER, Role.DISPATCHER, Role.SUPERVISOR, Role.AUDITOR, Role.REPORTER_BACKEND})
 RECORD = frozenset({Role.GRID_WORKER, Role.REPORTER_BACKEND, Role.DISPATCHER})

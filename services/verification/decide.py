@@ -8,8 +8,8 @@ from uuid import UUID, uuid5
 
 import msgspec
 
-from shared.case import Case, Refused, Status, TaskStatus
-from shared.events import (
+from shared.domain.case import Case, Refused, Status, TaskStatus
+from shared.domain.events import (
     Attachment,
     CaseClosed,
     CaseEvent,

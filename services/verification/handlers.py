@@ -15,16 +15,16 @@ from aiohttp import web
 from services.verification import api
 from services.verification.decide import CloseByDefault, RecordVerification, RequestVerification, decide
 from services.verification.rules import KindOf
-from shared.access import can_verify_in
-from shared.auth import Principal, Role, forbidden, principal_of
-from shared.bus import Delivered
-from shared.case import Case, Refused, replay
-from shared.clock import Clock
-from shared.events import Attachment, CaseHandled
-from shared.eventstore import ConcurrencyError, EventStore, Metadata, Transaction, case_stream
-from shared.http import ProblemError, decode_body, invalid, json_response, parse_query, uuid_param
-from shared.paging import Page
-from shared.service import CLOCK, POOL, SETTINGS, STORE
+from shared.base.clock import Clock
+from shared.domain.case import Case, Refused, replay
+from shared.domain.events import Attachment, CaseHandled
+from shared.messaging.bus import Delivered
+from shared.runtime.service import CLOCK, POOL, SETTINGS, STORE
+from shared.store.eventstore import ConcurrencyError, EventStore, Metadata, Transaction, case_stream
+from shared.web.access import can_verify_in
+from shared.web.auth import Principal, Role, forbidden, principal_of
+from shared.web.http import ProblemError, decode_body, invalid, json_response, parse_query, uuid_param
+from shared.web.paging import Page
 
 log = structlog.get_logger()
 CONSUMER = "verification"

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
-from shared.eventstore import GENESIS, RecordedEvent, recorded_hash
+from shared.store.eventstore import GENESIS, RecordedEvent, recorded_hash
 
 _json = msgspec.json.Encoder()
 StreamHeads = dict[str, tuple[int, str]]  # stream_id -> (version, hash hex)

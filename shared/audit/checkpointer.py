@@ -19,10 +19,10 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.audit.chain import StreamHeads, next_head, streams_root
-from shared.audit.signing import SignedCheckpoint, key_id, public_bytes, sign
-from shared.clock import Clock, system_clock
-from shared.db import release_session_lock
-from shared.eventstore import GENESIS, Checkpoint, EventStore
+from shared.audit.checkpoints import SignedCheckpoint, key_id, public_bytes, sign
+from shared.base.clock import Clock, system_clock
+from shared.store.db import release_session_lock
+from shared.store.eventstore import GENESIS, Checkpoint, EventStore
 
 log = structlog.get_logger()
 _CHECKPOINT_LOCK = 0x636B_7074  # "ckpt"

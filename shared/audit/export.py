@@ -13,8 +13,8 @@ from uuid import UUID
 import msgspec
 
 from shared.audit.chain import Finding, StreamHeads, leaf, merkle_proof, root_from_proof, stream_findings
-from shared.audit.signing import SignedCheckpoint, key_id, public_key_text, signature_valid
-from shared.eventstore import RecordedEvent
+from shared.audit.checkpoints import SignedCheckpoint, key_id, public_key_text, signature_valid
+from shared.store.eventstore import RecordedEvent
 
 FORMAT = "caseloop-case-export-v1"
 

@@ -20,7 +20,7 @@ from datetime import datetime
 
 import msgspec
 
-from shared.events import (
+from shared.domain.events import (
     CaseClosed,
     CaseEvent,
     CaseRated,
@@ -32,7 +32,7 @@ from shared.events import (
     VerificationFailed,
     VerificationPassed,
 )
-from shared.eventstore import RecordedEvent
+from shared.store.eventstore import RecordedEvent
 
 
 class CaseFacts(msgspec.Struct, frozen=True, kw_only=True):

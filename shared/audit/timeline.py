@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 
-from shared.case import replay
-from shared.events import (
+from shared.domain.case import replay
+from shared.domain.events import (
     AlarmRepeated,
     CaseClosed,
     CaseDispatched,
@@ -23,7 +23,7 @@ from shared.events import (
     VerificationPassed,
     VerificationRequested,
 )
-from shared.eventstore import RecordedEvent
+from shared.store.eventstore import RecordedEvent
 
 
 def event_time(event: CaseEvent) -> datetime | None:

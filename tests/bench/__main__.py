@@ -20,9 +20,9 @@ import nats
 from rich.console import Console
 from rich.table import Table
 
-from shared.db import SERVICE_ROLE, bootstrap, with_credentials, with_database
-from shared.log import configure_logging
-from shared.servers import NatsServer, Postgres
+from ops.servers import NatsServer, Postgres
+from shared.base.log import configure_logging
+from shared.store.db import SERVICE_ROLE, bootstrap, with_credentials, with_database
 from tests import folders
 from tests.bench import audit_bench, eventstore_bench, relay_bench, services_bench
 from tests.bench.eventstore_bench import Figure

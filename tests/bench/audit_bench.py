@@ -10,13 +10,13 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgspec.structs import replace
 
+from ops.audit.rebuild import rebuild
+from ops.audit.store import verify_database
 from shared.audit.checkpointer import Checkpointer
-from shared.audit.rebuild import rebuild
-from shared.audit.signing import public_bytes
-from shared.audit.store import verify_database
-from shared.db import create_pool
-from shared.events import CaseClosed, CaseEvent, VerificationPassed
-from shared.eventstore import _COLUMNS, EventStore, case_stream
+from shared.audit.checkpoints import public_bytes
+from shared.domain.events import CaseClosed, CaseEvent, VerificationPassed
+from shared.store.db import create_pool
+from shared.store.eventstore import _COLUMNS, EventStore, case_stream
 from tests import examples
 from tests.bench.eventstore_bench import Figure
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import msgspec
 
-from shared.db import create_pool
-from shared.eventstore import ORIGIN, EventStore
+from shared.store.db import create_pool
+from shared.store.eventstore import ORIGIN, EventStore
 from tests import examples
 from tests.bench.eventstore_bench import ROUNDS, SECONDS, WARMUP, Appenders, Figure, throughput
 

@@ -15,10 +15,10 @@ import asyncpg
 import msgspec
 from msgspec.structs import replace
 
-from shared.case import NO_CASE, Case, evolve
-from shared.db import SERVICE_ROLE, create_pool
-from shared.events import encode, type_name
-from shared.eventstore import _COLUMNS, ORIGIN, EventStore, case_stream
+from shared.domain.case import NO_CASE, Case, evolve
+from shared.domain.events import encode, type_name
+from shared.store.db import SERVICE_ROLE, create_pool
+from shared.store.eventstore import _COLUMNS, ORIGIN, EventStore, case_stream
 from tests import examples
 
 SECONDS = 1.5  # per append measurement

@@ -21,12 +21,12 @@ import aiohttp
 import asyncpg
 import msgspec
 
-from shared.auth import Role, issue_token
-from shared.db import create_pool
-from shared.devsetup import load_dev_backend
-from shared.servers import free_port
-from shared.signing import sign_request
-from shared.stack import SERVICES, Stack, load_secrets
+from ops.devsetup import load_dev_backend
+from ops.servers import free_port
+from ops.stack import SERVICES, Stack, load_secrets
+from shared.store.db import create_pool
+from shared.web.auth import Role, issue_token
+from shared.web.signing import sign_request
 from tests import folders
 from tests.bench.eventstore_bench import Appenders, Figure, create_raw_table
 from tests.bench.figures import Bounded, percentile

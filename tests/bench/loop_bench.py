@@ -22,8 +22,8 @@ import aiohttp
 import asyncpg
 import msgspec
 
-from shared.auth import Role, issue_token
-from shared.stack import SERVICES, Stack, load_secrets
+from ops.stack import SERVICES, Stack, load_secrets
+from shared.web.auth import Role, issue_token
 from tests.bench.eventstore_bench import Figure
 from tests.bench.figures import Bounded, percentile
 from tests.bench.intake_bench import GRID, open_loop

@@ -11,11 +11,11 @@ import nats
 from msgspec.structs import replace
 from nats.js import JetStreamContext
 
-from shared.bus import ensure_stream, headers_for, subject_for
-from shared.config import Settings
-from shared.db import create_pool
-from shared.eventstore import ORIGIN, EventStore, RecordedEvent, case_stream
-from shared.relay import Relay
+from shared.base.config import Settings
+from shared.messaging.bus import ensure_stream, headers_for, subject_for
+from shared.messaging.relay import Relay
+from shared.store.db import create_pool
+from shared.store.eventstore import ORIGIN, EventStore, RecordedEvent, case_stream
 from tests import examples
 from tests.bench.eventstore_bench import ROUNDS, Figure
 

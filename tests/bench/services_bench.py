@@ -9,8 +9,8 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from shared.db import SERVICE_ROLE, bootstrap, with_credentials, with_database
-from shared.stack import Stack
+from ops.stack import Stack
+from shared.store.db import SERVICE_ROLE, bootstrap, with_credentials, with_database
 from tests.bench import eventsourcing_bench, intake_bench, loop_bench
 from tests.bench.eventstore_bench import Figure
 

@@ -14,7 +14,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from shared.log import configure_logging
+from shared.base.log import configure_logging
 from tests import folders
 from tests.chaos.runner import Config, Result, run
 

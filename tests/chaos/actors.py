@@ -1,6 +1,6 @@
 """The chaos run's clients: mini-program backends, dispatchers, departments and grid workers.
 
-They extend `shared.demo.Demo` (same HTTP calls, signed backend calls, returns and failed
+They extend `ops.demo.Demo` (same HTTP calls, signed backend calls, returns and failed
 verifications). What is added: every report carries a client-chosen Idempotency-Key and every
 attempt is recorded with its outcome — ok, failed (a definite refusal) or unknown (timeout,
 broken connection, 5xx: it may or may not have happened) — as a Jepsen history; some reports
@@ -21,9 +21,9 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from shared.auth import Role
-from shared.demo import EVIDENCE, MOBILE_PREFIXES, SURNAMES, UNKNOWN_CATEGORIES, Demo, Outcome
-from shared.signing import sign_request
+from ops.demo import EVIDENCE, MOBILE_PREFIXES, SURNAMES, UNKNOWN_CATEGORIES, Demo, Outcome
+from shared.web.auth import Role
+from shared.web.signing import sign_request
 
 TERMINAL = frozenset({"closed", "rejected", "merged", "cancelled"})
 CANCELLABLE = frozenset({"reported", "awaiting_dispatch", "dispatched", "in_progress", "reopened"})

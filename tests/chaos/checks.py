@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 import nats
 
-from shared.audit.rebuild import VIEWS, rebuild
-from shared.audit.signing import load_key, public_bytes
-from shared.audit.store import verify_database
-from shared.db import AUDITOR_ROLE, with_credentials
-from shared.stack import Stack, load_secrets
+from ops.audit.rebuild import VIEWS, rebuild
+from ops.audit.store import verify_database
+from ops.stack import Stack, load_secrets
+from shared.audit.checkpoints import load_key, public_bytes
+from shared.store.db import AUDITOR_ROLE, with_credentials
 from tests.chaos import lifecycle, verdicts
 from tests.chaos.actors import Attempt, Plan
 from tests.chaos.faults import Poison, subject_matches

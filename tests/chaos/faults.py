@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import nats
 
-from shared.stack import SERVICES, Stack
+from ops.stack import SERVICES, Stack
 
 PAUSE_SECONDS = 3.0
 # Every kind of fault happens at least once per run, in a random order; then at random.

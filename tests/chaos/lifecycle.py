@@ -1,7 +1,7 @@
 """Is a case's history a legal path through the lifecycle? A pure checker over its events.
 
 Written from the lifecycle as the README and the services' decide() describe it, not from
-`shared.case.evolve`, so a bug in the fold cannot hide itself. A case moves through phases
+`shared.domain.case.evolve`, so a bug in the fold cannot hide itself. A case moves through phases
 
     reported → (queued ⇄) dispatched → handled → verifying → passed → closed
                                                            ↘ failed → reopened → dispatched …

@@ -20,10 +20,10 @@ from typing import Any
 
 import aiohttp
 
+from ops.devsetup import load_dev_backend
+from ops.servers import free_port
+from ops.stack import SERVICES, Stack, load_secrets
 from services.routing.rules import load_policy
-from shared.devsetup import load_dev_backend
-from shared.servers import free_port
-from shared.stack import SERVICES, Stack, load_secrets
 from tests import folders
 from tests.chaos import checks
 from tests.chaos.actors import TERMINAL, Chaos, every_case, plans

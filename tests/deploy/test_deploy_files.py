@@ -23,7 +23,7 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from shared.stack import SERVICES
+from ops.stack import SERVICES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from shared.auth import Role, issue_token
-from shared.devsetup import load_dev_backend
-from shared.signing import BackendKey, sign_request
+from ops.devsetup import load_dev_backend
+from shared.web.auth import Role, issue_token
+from shared.web.signing import BackendKey, sign_request
 from tests.eventually import eventually
 
 EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from shared.db import OWNER_ROLE, SERVICE_ROLE, ensure_database, with_credentials
-from shared.devsetup import load_dev_backend
-from shared.servers import Postgres, free_port
-from shared.stack import SERVICES, Stack, load_secrets, service_database_env
+from ops.devsetup import load_dev_backend
+from ops.servers import Postgres, free_port
+from ops.stack import SERVICES, Stack, load_secrets, service_database_env
+from shared.store.db import OWNER_ROLE, SERVICE_ROLE, ensure_database, with_credentials
 from tests import folders
 from tests.conftest import OWNER_PASSWORD, SERVICE_PASSWORD, SERVICE_PASSWORDS, TEMPLATE
 from tests.e2e.client import Api, StackInfo

@@ -14,7 +14,7 @@ import msgspec
 import requests
 import schemathesis
 
-from shared.signing import BackendKey, sign_request
+from shared.web.signing import BackendKey, sign_request
 
 
 class Signed(requests.auth.AuthBase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import nats
 
-from shared.stack import Stack
+from ops.stack import Stack
 
 
 async def places_holding(stack: Stack, needles: list[str]) -> list[str]:

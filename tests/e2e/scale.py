@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import nats
 
-from shared.db import SERVICE_ROLE, ensure_database, with_credentials
-from shared.servers import Postgres, free_port
-from shared.stack import SERVICES, Process, Stack, load_secrets, service_database_env
+from ops.servers import Postgres, free_port
+from ops.stack import SERVICES, Process, Stack, load_secrets, service_database_env
+from shared.store.db import SERVICE_ROLE, ensure_database, with_credentials
 from tests import folders
 from tests.conftest import SERVICE_PASSWORD, SERVICE_PASSWORDS, TEMPLATE
 from tests.e2e.client import Api, StackInfo
@@ -83,7 +83,7 @@ class PatientApi(Api):
 def _signing(root: Path) -> dict[str, Any]:
     """The development backend's signing key, where reporter_backend calls must be signed (RFC 9421)."""
     try:
-        from shared.devsetup import load_dev_backend  # type: ignore[import-not-found,unused-ignore]
+        from ops.devsetup import load_dev_backend  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # before signed calls
         return {}
     return {"backend_key": load_dev_backend(root)}

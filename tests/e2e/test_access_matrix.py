@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ops.stack import Stack
 from services.handling import app as handling_app
 from services.handling.app import spec as handling_spec
 from services.intake import app as intake_app
@@ -28,12 +29,11 @@ from services.routing import app as routing_app
 from services.routing.app import spec as routing_spec
 from services.verification import app as verification_app
 from services.verification.app import spec as verification_spec
-from shared.auth import PUBLIC_ROUTES, Role, issue_token
-from shared.config import Settings
-from shared.openapi import document
-from shared.service import ServiceSpec, build
-from shared.signing import BackendKey
-from shared.stack import Stack
+from shared.base.config import Settings
+from shared.runtime.service import ServiceSpec, build
+from shared.web.auth import PUBLIC_ROUTES, Role, issue_token
+from shared.web.openapi import document
+from shared.web.signing import BackendKey
 from tests.e2e.client import EVIDENCE, Api
 from tests.signed import registered_backend
 

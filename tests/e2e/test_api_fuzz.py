@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from shared.stack import Stack
+from ops.stack import Stack
 from tests import folders
 from tests.e2e.client import Api
 

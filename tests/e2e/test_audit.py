@@ -11,15 +11,15 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
+from ops.audit.rebuild import VIEWS, rebuild
+from ops.audit.store import verify_database
+from ops.stack import Stack
 from services.handling.app import TASK_EVENTS
 from services.routing.handlers import EVENT_TYPES as ROUTING_EVENTS
 from services.verification.app import EVENTS as VERIFICATION_EVENTS
-from shared.audit.rebuild import VIEWS, rebuild
-from shared.audit.signing import load_key, public_bytes
-from shared.audit.store import verify_database
-from shared.auth import Role, issue_token
-from shared.db import AUDITOR_ROLE, with_credentials
-from shared.stack import Stack
+from shared.audit.checkpoints import load_key, public_bytes
+from shared.store.db import AUDITOR_ROLE, with_credentials
+from shared.web.auth import Role, issue_token
 from tests.conftest import AUDITOR_PASSWORD
 from tests.e2e.client import Api
 from tests.eventually import eventually

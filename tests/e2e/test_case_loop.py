@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from shared.auth import Role
+from shared.web.auth import Role
 from tests.e2e.client import EVIDENCE, Api
 
 pytestmark = pytest.mark.e2e
@@ -186,7 +186,7 @@ async def test_no_token_is_401_as_problem_json(api: Api, service: str, path: str
 
 
 async def test_a_forged_token_is_401(api: Api) -> None:
-    from shared.auth import issue_token
+    from shared.web.auth import issue_token
 
     forged = issue_token("not-the-secret-but-long-enough-for-hs256", sub="mallory", role=Role.DISPATCHER)
     status, _ = await api.call("GET", "intake", "/v1/cases", token=forged)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.stack import SERVICES
+from ops.stack import SERVICES
 from tests.chaos.__main__ import tables
 from tests.chaos.runner import Config, run
 

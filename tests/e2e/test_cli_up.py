@@ -25,10 +25,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from shared.cli_options import parse_time
-from shared.devsetup import load_dev_backend
-from shared.servers import free_port
-from shared.stack import SERVICES, load_secrets
+from ops.cli_options import parse_time
+from ops.devsetup import load_dev_backend
+from ops.servers import free_port
+from ops.stack import SERVICES, load_secrets
 from tests.e2e.client import Api, StackInfo
 from tests.eventually import eventually
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shared.stack import SERVICES, Stack
+from ops.stack import SERVICES, Stack
 from tests.e2e.client import EVIDENCE, Api
 from tests.eventually import eventually
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.stack import Stack
+from ops.stack import Stack
 from tests.e2e.client import Api
 from tests.eventually import eventually
 

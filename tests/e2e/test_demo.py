@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from ops.demo import run_demo, summary
+from ops.devsetup import load_dev_backend
+from ops.stack import SERVICES, Stack, load_secrets
 from services.routing.rules import load_policy
-from shared.db import AUDITOR_ROLE, with_credentials
-from shared.demo import run_demo, summary
-from shared.devsetup import load_dev_backend
-from shared.stack import SERVICES, Stack, load_secrets
+from shared.store.db import AUDITOR_ROLE, with_credentials
 from tests.conftest import AUDITOR_PASSWORD
 from tests.e2e.plaintext import places_holding
 

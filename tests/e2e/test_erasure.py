@@ -9,11 +9,11 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from shared.auth import Role
-from shared.eventstore import EventStore, case_stream, chain_breaks
-from shared.pii import Vault
-from shared.privacy import erase_reporter
-from shared.stack import Stack
+from ops.stack import Stack
+from shared.personal.erasure import erase_reporter
+from shared.personal.pii import Vault
+from shared.store.eventstore import EventStore, case_stream, chain_breaks
+from shared.web.auth import Role
 from tests.e2e.client import Api
 from tests.e2e.plaintext import places_holding
 from tests.eventually import eventually

@@ -19,15 +19,15 @@ from urllib.parse import quote
 import msgspec
 import pytest
 
+from ops.stack import Stack
 from services.handling.app import spec as handling_spec
 from services.intake.app import spec as intake_spec
 from services.routing.app import spec as routing_spec
 from services.verification.app import spec as verification_spec
-from shared.auth import PUBLIC_ROUTES, Role
-from shared.config import Settings
-from shared.http import INT4_MAX, INT8_MAX, SERVER
-from shared.signing import BackendKey
-from shared.stack import Stack
+from shared.base.config import Settings
+from shared.web.auth import PUBLIC_ROUTES, Role
+from shared.web.http import INT4_MAX, INT8_MAX, SERVER
+from shared.web.signing import BackendKey
 from tests.e2e.client import EVIDENCE, Api
 from tests.signed import registered_backend
 

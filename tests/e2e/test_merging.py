@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shared.stack import Stack
+from ops.stack import Stack
 from tests.e2e.client import Api
 from tests.eventually import eventually
 

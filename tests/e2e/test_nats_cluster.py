@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import nats
 import pytest
 
-from shared.cluster import NatsCluster
-from shared.servers import Postgres
-from shared.stack import Stack
+from ops.cluster import NatsCluster
+from ops.servers import Postgres
+from ops.stack import Stack
 from tests.e2e.scale import api_for, logged_event_count, scaled_stack, stream_messages
 from tests.e2e.test_replicas import assert_each_step_once, feed_cases
 from tests.eventually import eventually

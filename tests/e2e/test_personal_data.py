@@ -8,9 +8,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shared.auth import Role, issue_token
-from shared.signing import BackendKey
-from shared.stack import Stack
+from ops.stack import Stack
+from shared.web.auth import Role, issue_token
+from shared.web.signing import BackendKey
 from tests.e2e.client import Api
 from tests.e2e.plaintext import places_holding
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.servers import NatsServer, Postgres
-from shared.stack import Process, Stack
+from ops.servers import NatsServer, Postgres
+from ops.stack import Process, Stack
 from tests.e2e.client import Api
 from tests.e2e.scale import api_for, leaders, logged, logged_event_count, scaled_stack, stream_messages
 from tests.e2e.test_crashes import ONCE, drive

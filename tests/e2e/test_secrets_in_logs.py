@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from shared.auth import Role
-from shared.stack import Stack
+from ops.stack import Stack
+from shared.web.auth import Role
 from tests.e2e.client import Api
 from tests.eventually import eventually
 from tests.secrets_scan import secrets_in_logs, stack_secrets

@@ -21,10 +21,10 @@ import msgspec
 import pytest
 from http_message_signatures import HTTPMessageSigner, algorithms
 
-from shared import backends
-from shared.auth import Role
-from shared.signing import BackendKey, _OneKey, _Request, new_private_key, sign_request
-from shared.stack import Stack
+from ops.stack import Stack
+from shared.web import backends
+from shared.web.auth import Role
+from shared.web.signing import BackendKey, _OneKey, _Request, new_private_key, sign_request
 from tests.e2e.client import Api
 from tests.signed import registered_backend
 

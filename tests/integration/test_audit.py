@@ -13,9 +13,9 @@ from uuid import UUID, uuid4
 import asyncpg
 from msgspec.structs import replace
 
+from ops.audit.store import kept_checkpoint, read_log, verify_against, verify_database
 from shared.audit.checkpointer import Checkpointer
-from shared.audit.store import kept_checkpoint, read_log, verify_against, verify_database
-from shared.eventstore import EventStore, case_stream
+from shared.store.eventstore import EventStore, case_stream
 from tests import examples
 from tests.conftest import Database
 from tests.unit.test_audit_chain import KEY, PUBLIC

@@ -10,11 +10,11 @@ import asyncpg
 import pytest
 from nats.js import JetStreamContext
 
-from shared.bus import Delivered, delivered_from
-from shared.config import Settings
-from shared.consumer import Consumer, ConsumerSpec, ensure_consumer
-from shared.events import CaseClosed
-from shared.eventstore import EventStore, Metadata, Transaction, case_stream
+from shared.base.config import Settings
+from shared.domain.events import CaseClosed
+from shared.messaging.bus import Delivered, delivered_from
+from shared.messaging.consumer import Consumer, ConsumerSpec, ensure_consumer
+from shared.store.eventstore import EventStore, Metadata, Transaction, case_stream
 from tests import examples
 from tests.eventually import eventually
 from tests.relaying import relaying

@@ -22,12 +22,12 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import Delivered
-from shared.config import Settings
-from shared.consumer import Consumer, ensure_consumer
-from shared.db import OWNER_ROLE, bootstrap, create_pool, ensure_database
-from shared.eventstore import EventStore, Transaction, case_stream
-from shared.servers import Postgres
+from ops.servers import Postgres
+from shared.base.config import Settings
+from shared.messaging.bus import Delivered
+from shared.messaging.consumer import Consumer, ensure_consumer
+from shared.store.db import OWNER_ROLE, bootstrap, create_pool, ensure_database
+from shared.store.eventstore import EventStore, Transaction, case_stream
 from tests.conftest import ROLE_PASSWORDS, TEMPLATE, Database
 from tests.eventually import eventually
 from tests.integration.test_consumer import effects_of, record_effect, report, run_consumer, spec

@@ -22,12 +22,12 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from services.intake import handlers
-from shared.bus import delivered_from
-from shared.config import Settings
-from shared.consumer import Consumer
-from shared.events import encode
-from shared.eventstore import EventStore, case_stream
-from shared.service import consumer_spec
+from shared.base.config import Settings
+from shared.domain.events import encode
+from shared.messaging.bus import delivered_from
+from shared.messaging.consumer import Consumer
+from shared.runtime.service import consumer_spec
+from shared.store.eventstore import EventStore, case_stream
 from tests import examples
 from tests.eventually import eventually
 from tests.relaying import relaying

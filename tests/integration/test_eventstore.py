@@ -11,7 +11,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from shared.eventstore import (
+from shared.store.eventstore import (
     Checkpoint,
     ConcurrencyError,
     EventStore,

@@ -14,12 +14,12 @@ from msgspec.structs import replace
 
 from services.handling.app import spec
 from services.handling.handlers import project_tasks
-from shared.auth import Role, issue_token
-from shared.case import replay
-from shared.config import Settings
-from shared.eventstore import EventStore, case_stream
-from shared.relay import Relay
-from shared.service import build
+from shared.base.config import Settings
+from shared.domain.case import replay
+from shared.messaging.relay import Relay
+from shared.runtime.service import build
+from shared.store.eventstore import EventStore, case_stream
+from shared.web.auth import Role, issue_token
 from tests import examples
 from tests.eventually import eventually
 from tests.relaying import relaying

@@ -20,11 +20,11 @@ from msgspec.structs import replace
 
 from services.intake.api import CasesQuery, ReportIn
 from services.intake.app import spec
-from shared.auth import Role, issue_token
-from shared.config import Settings
-from shared.http import SERVER, decode_body, json_response, parse_query, problems_middleware
-from shared.pii import new_key
-from shared.service import build
+from shared.base.config import Settings
+from shared.personal.pii import new_key
+from shared.runtime.service import build
+from shared.web.auth import Role, issue_token
+from shared.web.http import SERVER, decode_body, json_response, parse_query, problems_middleware
 
 SECRET = "http-edges-test-secret-of-32-bytes-or-more"
 BURST = 3

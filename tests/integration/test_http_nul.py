@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.intake.api import CaseQuery, ReportIn
-from shared.http import decode_body, json_response, parse_query, problems_middleware
+from shared.web.http import decode_body, json_response, parse_query, problems_middleware
 
 
 class Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -16,14 +16,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 
 from services.intake.app import spec
-from shared import backends
-from shared.auth import Role, issue_token
-from shared.config import Settings
-from shared.eventstore import EventStore, case_stream
-from shared.pii import Vault, new_key
-from shared.ratelimit import reporter_day
-from shared.service import CLOCK, build
-from shared.signing import BackendKey, new_private_key, private_pem, public_pem, raw_public_key, sign_request
+from shared.base.config import Settings
+from shared.personal.pii import Vault, new_key
+from shared.runtime.service import CLOCK, build
+from shared.store.eventstore import EventStore, case_stream
+from shared.web import backends
+from shared.web.auth import Role, issue_token
+from shared.web.ratelimit import reporter_day
+from shared.web.signing import BackendKey, new_private_key, private_pem, public_pem, raw_public_key, sign_request
 from tests.conftest import Database
 from tests.eventually import eventually
 from tests.signed import registered_backend, signed_call

@@ -7,7 +7,7 @@ import contextlib
 
 import asyncpg
 
-from shared.leader import Leadership, lock_connector
+from shared.runtime.leader import Leadership, lock_connector
 from tests.conftest import Database
 from tests.eventually import eventually
 

@@ -9,9 +9,9 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from shared.db import OWNER_ROLE, SERVICE_ROLES, bootstrap, ensure_database, run_migrations
-from shared.eventstore import EventStore, case_stream
-from shared.servers import Postgres
+from ops.servers import Postgres
+from shared.store.db import OWNER_ROLE, SERVICE_ROLES, bootstrap, ensure_database, run_migrations
+from shared.store.eventstore import EventStore, case_stream
 from tests import examples
 from tests.conftest import ROLE_PASSWORDS, Database
 

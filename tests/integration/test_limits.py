@@ -14,10 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 
 from services.intake.app import spec
-from shared.auth import Role, issue_token
-from shared.config import Settings
-from shared.pii import new_key
-from shared.service import build
+from shared.base.config import Settings
+from shared.personal.pii import new_key
+from shared.runtime.service import build
+from shared.web.auth import Role, issue_token
 from tests.conftest import Database
 from tests.signed import registered_backend, signed_call
 

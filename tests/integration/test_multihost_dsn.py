@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from shared.db import create_pool
-from shared.servers import free_port
+from ops.servers import free_port
+from shared.store.db import create_pool
 from tests.conftest import Database
 
 

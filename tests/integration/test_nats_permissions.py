@@ -13,11 +13,11 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from shared.bus import inbox_of, stream_config
-from shared.config import Settings
-from shared.consumer import ConsumerSpec, ensure_consumer
-from shared.natsauth import ADMIN, department_user, provision_departments, server_conf
-from shared.servers import NatsServer
+from ops.servers import NatsServer
+from shared.base.config import Settings
+from shared.messaging.bus import inbox_of, stream_config
+from shared.messaging.consumer import ConsumerSpec, ensure_consumer
+from shared.messaging.natsauth import ADMIN, department_user, provision_departments, server_conf
 
 STREAM, PREFIX = "CASES", "case"
 USERS = [ADMIN, "relay", "intake", department_user("water"), department_user("city_management")]

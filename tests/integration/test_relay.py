@@ -10,11 +10,11 @@ import nats
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from shared.bus import connect, delivered_from, ensure_stream
-from shared.config import Settings
-from shared.eventstore import EventStore, case_stream
-from shared.relay import Relay
-from shared.servers import NatsServer
+from ops.servers import NatsServer
+from shared.base.config import Settings
+from shared.messaging.bus import connect, delivered_from, ensure_stream
+from shared.messaging.relay import Relay
+from shared.store.eventstore import EventStore, case_stream
 from tests import examples
 from tests.eventually import eventually
 from tests.relaying import relaying

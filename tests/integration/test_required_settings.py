@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Secret, Settings, SettingsError
+from shared.base.config import Secret, Settings, SettingsError
 
 KEY = base64.b64encode(os.urandom(32)).decode()
 # Enough for each service to get past its settings; the database is never reached.

@@ -21,8 +21,8 @@ import asyncpg
 import nats
 import pytest
 
-from shared.servers import HOMES, PG_OS_USER, NatsServer, Postgres, free_port, home_for, wheel_install
-from shared.stack import SERVICES, Stack
+from ops.servers import HOMES, PG_OS_USER, NatsServer, Postgres, free_port, home_for, wheel_install
+from ops.stack import SERVICES, Stack
 from tests import folders
 
 

@@ -16,13 +16,13 @@ from msgspec.structs import replace
 from services.verification import handlers
 from services.verification.app import spec
 from services.verification.decide import verification_id_for
-from shared.auth import Role, issue_token
-from shared.bus import Delivered
-from shared.case import Status
-from shared.config import Settings
-from shared.events import CaseEvent, CaseReopened, Location
-from shared.eventstore import EventStore, case_stream
-from shared.service import build
+from shared.base.config import Settings
+from shared.domain.case import Status
+from shared.domain.events import CaseEvent, CaseReopened, Location
+from shared.messaging.bus import Delivered
+from shared.runtime.service import build
+from shared.store.eventstore import EventStore, case_stream
+from shared.web.auth import Role, issue_token
 from tests import examples
 from tests.conftest import Database
 from tests.eventually import eventually

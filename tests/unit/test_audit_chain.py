@@ -19,8 +19,8 @@ from shared.audit.chain import (
     stream_head_findings,
     streams_root,
 )
-from shared.audit.signing import SignedCheckpoint, head_findings, key_id, public_bytes, sign, signature_valid
-from shared.eventstore import RecordedEvent
+from shared.audit.checkpoints import SignedCheckpoint, head_findings, key_id, public_bytes, sign, signature_valid
+from shared.store.eventstore import RecordedEvent
 from tests import examples
 from tests.audit_log import chained
 

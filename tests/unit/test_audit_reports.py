@@ -9,12 +9,12 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgspec.structs import replace
 
-from shared import events as ev
 from shared.audit import export
+from shared.audit.checkpoints import public_bytes
 from shared.audit.kpi import facts, kpis
-from shared.audit.signing import public_bytes
 from shared.audit.timeline import timeline
-from shared.eventstore import RecordedEvent
+from shared.domain import events as ev
+from shared.store.eventstore import RecordedEvent
 from tests import examples
 from tests.audit_log import chained
 from tests.unit.test_audit_chain import PUBLIC, checkpoint_over

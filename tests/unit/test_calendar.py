@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.routing.calendar import WorkingCalendar, load_calendar
+from shared.domain.calendar import WorkingCalendar, load_calendar
 
 CST = timezone(timedelta(hours=8))
 

@@ -20,8 +20,8 @@ from services.handling import decide as handling
 from services.intake import decide as intake
 from services.routing import decide as routing
 from services.verification import decide as verification
-from shared.case import NO_CASE, TERMINAL, Case, Refused, Status, TaskStatus, evolve, replay
-from shared.events import (
+from shared.domain.case import NO_CASE, TERMINAL, Case, Refused, Status, TaskStatus, evolve, replay
+from shared.domain.events import (
     CaseCancelled,
     CaseClosed,
     CaseEvent,

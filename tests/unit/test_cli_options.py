@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli_options import NoStack, find_root, parse_time, stack_root, up_root
+from ops.cli_options import NoStack, find_root, parse_time, stack_root, up_root
 
 CST = timezone(timedelta(hours=8))
 

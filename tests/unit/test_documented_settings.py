@@ -13,8 +13,8 @@ from pathlib import Path
 
 import msgspec
 
-from shared.config import Settings
-from shared.db import SERVICE_ROLES, database_url_variable
+from shared.base.config import Settings
+from shared.store.db import SERVICE_ROLES, database_url_variable
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = [p for folder in ("shared", "services", "ops") for p in sorted((ROOT / folder).rglob("*.py"))]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from shared.http import ProblemError, _key_pattern, refuse_duplicate_keys
+from shared.web.http import ProblemError, _key_pattern, refuse_duplicate_keys
 
 
 class Photo(msgspec.Struct, tag=True):

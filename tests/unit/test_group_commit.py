@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shared.groupcommit import GroupCommit
+from shared.store.groupcommit import GroupCommit
 
 
 class Recorder:

@@ -7,8 +7,16 @@ from uuid import UUID
 import pytest
 
 from services.handling.decide import AcceptTask, CompleteTask, NoteTask, ReturnTask, decide
-from shared.case import Refused, replay
-from shared.events import CaseCancelled, CaseEvent, CaseHandled, TaskAccepted, TaskCompleted, TaskNoted, TaskReturned
+from shared.domain.case import Refused, replay
+from shared.domain.events import (
+    CaseCancelled,
+    CaseEvent,
+    CaseHandled,
+    TaskAccepted,
+    TaskCompleted,
+    TaskNoted,
+    TaskReturned,
+)
 from tests import examples
 
 TASK_ID_3 = UUID("00000000-0000-4000-8000-0000000000a3")
@@ -117,7 +125,7 @@ def test_the_case_is_handled_only_when_the_last_of_three_departments_completes()
 def test_a_returned_task_holds_the_round_open_until_its_replacement_completes() -> None:
     from uuid import UUID
 
-    from shared.events import TaskDispatched
+    from shared.domain.events import TaskDispatched
 
     case = replay([*co_handled(), examples.task_returned(TASK_ID_3, "water")])
     case = replay(decide(case, complete(examples.TASK_ID)), case)

@@ -10,7 +10,7 @@ import logging
 import pytest
 import structlog
 
-from shared.log import configure_logging
+from shared.base.log import configure_logging
 
 PHONE, ID_CARD, EMAIL = "13812345678", "50023419900101123X", "zhang.san@example.cn"
 
@@ -39,7 +39,7 @@ def test_phones_id_cards_and_emails_are_redacted_everywhere(lines: list[dict[str
 
 
 def test_ids_and_numbers_that_are_not_personal_data_are_kept() -> None:
-    from shared.log import redact
+    from shared.base.log import redact
 
     assert redact("case 4f0c2a1e-9b7d-4c36-8a55-000000000001 position 138123456789012") == (
         "case 4f0c2a1e-9b7d-4c36-8a55-000000000001 position 138123456789012"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.http import INT4_MAX, INT8_MAX
+from shared.web.http import INT4_MAX, INT8_MAX
 from tests.unit.test_openapi import SERVICES, operations, served
 
 INT8_MIN = -(2**63)

@@ -14,8 +14,8 @@ from services.handling import app as handling
 from services.intake import app as intake
 from services.routing import app as routing
 from services.verification import app as verification
-from shared.auth import PUBLIC_ROUTES
-from shared.openapi import DOCUMENT
+from shared.web.auth import PUBLIC_ROUTES
+from shared.web.openapi import DOCUMENT
 
 SERVICES = {"intake": intake, "routing": routing, "handling": handling, "verification": verification}
 METHODS = ("get", "post", "put", "patch", "delete")

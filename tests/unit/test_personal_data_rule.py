@@ -1,4 +1,4 @@
-"""The one personal-data rule (shared.access.personal_data_read): given a caller, a case and a purpose."""
+"""The one personal-data rule (shared.web.access.personal_data_read): given a caller, a case and a purpose."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from uuid import UUID
 
 import pytest
 
-from shared.access import MASKED, PersonalDataRead, personal_data_read
-from shared.auth import Principal, Role
-from shared.case import Case, replay
-from shared.events import ReporterErased, SealedReporter
+from shared.domain.case import Case, replay
+from shared.domain.events import ReporterErased, SealedReporter
+from shared.web.access import MASKED, PersonalDataRead, personal_data_read
+from shared.web.auth import Principal, Role
 from tests import examples as ex
 
 SEALED = SealedReporter(ref=UUID(int=1), alg="AES-256-GCM", nonce="bm9uY2U=", ciphertext="c2VhbGVk")

@@ -18,8 +18,8 @@ from services.routing.decide import (
     decide,
     next_check,
 )
-from shared.case import NO_CASE, Case, Refused, Status, TaskStatus, replay
-from shared.events import (
+from shared.domain.case import NO_CASE, Case, Refused, Status, TaskStatus, replay
+from shared.domain.events import (
     CaseCancelled,
     CaseClosed,
     CaseDispatched,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.routing.calendar import WorkingCalendar, load_calendar
 from services.routing.rules import STREET_TEAM, Policy, load_policy
+from shared.domain.calendar import WorkingCalendar, load_calendar
 
 CST = timezone(timedelta(hours=8))
 SHIPPED = (resources.files("services.routing") / "data" / "rules.toml").read_text(encoding="utf-8")

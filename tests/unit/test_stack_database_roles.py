@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.db import SERVICE_ROLES
-from shared.stack import SERVICES, Stack, load_secrets, service_database_env
+from ops.stack import SERVICES, Stack, load_secrets, service_database_env
+from shared.store.db import SERVICE_ROLES
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/caseloop"
 SHARED = "postgresql://caseloop_service:pw@127.0.0.1:5432/caseloop"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.db import SERVICE_ROLES, database_url_variable
-from shared.stack import SERVICES, Stack
+from ops.stack import SERVICES, Stack
+from shared.store.db import SERVICE_ROLES, database_url_variable
 
 SHARED = "postgresql://caseloop_service:pw@127.0.0.1:5432/caseloop"
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from shared.stack import Stack
-from shared.supervise import Supervisor, backoff, how_it_ended
+from ops.stack import Stack
+from ops.supervise import Supervisor, backoff, how_it_ended
 
 
 class FakeProc:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from shared import auth
-from shared.auth import Role, issue_token, verify_token
-from shared.http import ProblemError
+from shared.web import auth
+from shared.web.auth import Role, issue_token, verify_token
+from shared.web.http import ProblemError
 
 SECRET = "s" * 32
 OTHER = "o" * 32

@@ -10,9 +10,9 @@ from typing import Any
 import jwt
 import pytest
 
-from shared import auth
-from shared.auth import LEEWAY, Role, TokenRefusal, issue_token, verify_token
-from shared.http import ProblemError
+from shared.web import auth
+from shared.web.auth import LEEWAY, Role, TokenRefusal, issue_token, verify_token
+from shared.web.http import ProblemError
 
 SECRET = "token-refusals-secret-" + "s" * 48  # 64 bytes and more: long enough for HS512 too
 

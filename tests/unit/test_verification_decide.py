@@ -17,8 +17,8 @@ from services.verification.decide import (
     verification_id_for,
 )
 from services.verification.rules import builtin_kind, load_kind_of
-from shared import events as ev
-from shared.case import Refused, Status, replay
+from shared.domain import events as ev
+from shared.domain.case import Refused, Status, replay
 from tests import examples
 
 CASE_ID = examples.CASE_ID
