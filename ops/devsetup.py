@@ -16,7 +16,7 @@ import nats
 
 from shared.base.config import Settings
 from shared.messaging.bus import ensure_stream
-from shared.messaging.natsauth import ADMIN, SERVICE_USERS, department_user, provision_departments
+from shared.messaging.natsauth import ADMIN, CONSOLE, SERVICE_USERS, department_user, provision_departments
 from shared.web import backends
 from shared.web.signing import BackendKey, load_private_key, private_pem, public_pem, raw_public_key, write_key_pair
 
@@ -31,8 +31,8 @@ def departments(rules_path: str | None) -> list[str]:
 
 
 def nats_passwords(known: dict[str, str], department_names: list[str]) -> dict[str, str]:
-    """A password for the admin, every service and every department (existing ones kept)."""
-    users = [ADMIN, *SERVICE_USERS, *(department_user(d) for d in department_names)]
+    """A password for the admin, every service, the console and every department (existing ones kept)."""
+    users = [ADMIN, *SERVICE_USERS, CONSOLE, *(department_user(d) for d in department_names)]
     return {user: known.get(user) or secrets.token_urlsafe(24) for user in users}
 
 

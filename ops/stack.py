@@ -35,9 +35,26 @@ from shared.store.db import (
     with_credentials,
 )
 
-# Start order; stopped in reverse. The relay first so that nothing waits on it.
-SERVICES = ("relay", "intake", "routing", "handling", "verification")
-DEFAULT_PORTS = {"intake": 8080, "routing": 8081, "handling": 8082, "verification": 8083, "relay": 8089}
+# Start order; stopped in reverse. The relay first so that nothing waits on it; the console, a client
+# of the others' APIs, last.
+SERVICES = ("relay", "intake", "routing", "handling", "verification", "console")
+DEFAULT_PORTS = {
+    "intake": 8080,
+    "routing": 8081,
+    "handling": 8082,
+    "verification": 8083,
+    "console": 8084,
+    "relay": 8089,
+}
+# The APIs the console forwards to, each by its URL setting.
+CONSOLE_UPSTREAMS = {
+    "INTAKE_URL": "intake",
+    "ROUTING_URL": "routing",
+    "HANDLING_URL": "handling",
+    "VERIFICATION_URL": "verification",
+}
+# What the console never needs: it holds no database connection and no reporter's key.
+NOT_FOR_CONSOLE = ("DATABASE_URL", "PII_KEY", "BLIND_INDEX_KEY", "CHECKPOINT_KEY_FILE")
 DATABASE = "caseloop"
 
 
@@ -50,6 +67,7 @@ class Secrets(msgspec.Struct, frozen=True, kw_only=True):
     owner_password: str = ""  # the schema's owner: migrations only
     nats_passwords: dict[str, str] = {}  # per NATS user: admin, each service, each department
     service_passwords: dict[str, str] = {}  # per service's own database role (SERVICE_ROLES)
+    console_session_key: str = ""  # seals the console's session cookies
 
 
 def load_secrets(root: Path) -> Secrets:
@@ -59,13 +77,14 @@ def load_secrets(root: Path) -> Secrets:
     path = root / "secrets.json"
     if path.exists():
         known = msgspec.json.decode(path.read_bytes(), type=Secrets)
-        if known.owner_password and set(SERVICE_ROLES) <= set(known.service_passwords):
+        if known.owner_password and set(SERVICE_ROLES) <= set(known.service_passwords) and known.console_session_key:
             return known
-        # Secrets from before the owner role or the per-service roles: add those, keep the rest.
+        # Secrets from before the owner role, the per-service roles or the console: add those, keep the rest.
         made = msgspec.structs.replace(
             known,
             owner_password=known.owner_password or token.token_urlsafe(24),
             service_passwords={s: known.service_passwords.get(s) or token.token_urlsafe(24) for s in SERVICE_ROLES},
+            console_session_key=known.console_session_key or new_key(),
         )
         path.write_bytes(msgspec.json.encode(made))
         return made
@@ -78,6 +97,7 @@ def load_secrets(root: Path) -> Secrets:
         auditor_password=token.token_urlsafe(24),
         owner_password=token.token_urlsafe(24),
         service_passwords={service: token.token_urlsafe(24) for service in SERVICE_ROLES},
+        console_session_key=new_key(),
     )
     root.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.encode(made))
@@ -200,6 +220,7 @@ class Stack:
         env.setdefault("JWT_SECRET", secrets.jwt_secret)
         env.setdefault("PII_KEY", secrets.pii_key)
         env.setdefault("BLIND_INDEX_KEY", secrets.blind_index_key)
+        env.setdefault("CONSOLE_SESSION_KEY", secrets.console_session_key)
         # The checkpoint signing key lives outside the database, where no database role can read it.
         env.setdefault("CHECKPOINT_KEY_FILE", str(self.root / "checkpoint.key"))
         if not Path(env["CHECKPOINT_KEY_FILE"]).exists():
@@ -267,6 +288,11 @@ class Stack:
                 env["DATABASE_URL"] = own
             if self.nats_passwords:  # each service connects as its own NATS user
                 env.update(NATS_USER=service, NATS_PASSWORD=self.nats_passwords[service])
+            if service == "console":
+                for variable in NOT_FOR_CONSOLE:
+                    env.pop(variable, None)
+                    env.pop(f"{variable}_FILE", None)
+                env.update({v: f"http://127.0.0.1:{self.ports[s]}" for v, s in CONSOLE_UPSTREAMS.items()})
             log_path = self.root / "logs" / f"{name}.log"
             self.processes[name] = Process(name, self.ports[name], env, log_path, service)
         return self.processes[name]

@@ -107,6 +107,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_events: int = 1000
     checkpoint_seconds: float = 60.0
     db_pool_size: int = 10
+    # The console (services/console) forwards each person's calls to these APIs with their own token.
+    intake_url: str = "http://127.0.0.1:8080"
+    routing_url: str = "http://127.0.0.1:8081"
+    handling_url: str = "http://127.0.0.1:8082"
+    verification_url: str = "http://127.0.0.1:8083"
+    console_session_key: Secret = _NO_SECRET  # base64 of 32 bytes: seals the console's session cookies
+    console_session_hours: Annotated[float, msgspec.Meta(gt=0, le=24)] = 8.0
+    # The console's public origin (https://console.example.gov.cn) when a proxy serves it: the one
+    # origin its state-changing requests may come from, and Secure cookies when it is https.
+    console_origin: str = ""
     # Tests only: when set, a request carrying `X-Test-Fault: 500` fails inside the authenticated
     # path, in a frame holding this value and the JWT secret, to prove neither reaches a log.
     test_fault_canary: Secret = _NO_SECRET

@@ -4,6 +4,9 @@
 - `relay` alone publishes events (`<prefix>.>`); it reads the stream's info and its PubAcks.
 - each service (`intake`, `routing`, `handling`, `verification`) may read the stream's info,
   create, read and pull from its own durable (named after it) and ack its messages, nothing else.
+- `console` reads the whole stream through ordered consumers (ephemeral, no acks: its live pages
+  and their replays) and replies to their flow control; it creates no durable and never publishes
+  an event.
 - a department `<d>` (user `dept_<d>`) may only pull from the durable `dept_<d>`, which the
   admin created with the filter `<prefix>.*.<d>.>`: it never sees another department's tasks,
   cannot subscribe to event subjects, and cannot publish.
@@ -22,6 +25,7 @@ from shared.messaging.bus import inbox_of
 
 ADMIN = "admin"
 SERVICE_USERS = ("relay", "intake", "routing", "handling", "verification")
+CONSOLE = "console"
 API = "$JS.API"
 
 
@@ -51,6 +55,13 @@ def permissions(user: str, stream: str, prefix: str) -> dict[str, object] | None
             f"{API}.CONSUMER.CREATE.{stream}.{user}.>",
             f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{user}",
             *_pull(stream, user),
+        ]
+    elif user == CONSOLE:
+        publish = [
+            stream_info,
+            f"{API}.CONSUMER.CREATE.{stream}",
+            f"{API}.CONSUMER.INFO.{stream}.>",
+            f"$JS.FC.{stream}.>",
         ]
     elif user.startswith("dept_"):
         publish = _pull(stream, user)

@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -41,6 +42,7 @@ JS = web.AppKey("js", JetStreamContext)
 STOP = web.AppKey("stop", asyncio.Event)
 CONSUMERS = web.AppKey("consumers", list[Consumer])
 READY = web.AppKey("ready", dict[str, bool])
+USES_POSTGRES = web.AppKey("uses_postgres", bool)
 
 # A background loop: runs until the event is set (deadline watchers, timers, the relay).
 Loop = Callable[[web.Application, asyncio.Event], Awaitable[None]]
@@ -55,6 +57,11 @@ class ServiceSpec(msgspec.Struct, frozen=True, kw_only=True):
     loops: Sequence[Loop] = ()
     # Settings the service cannot run without: start-up refuses them missing or empty, by name.
     requires: tuple[str, ...] = ("database_url", "jwt_secret")
+    # False: a service with no database of its own (the console reads and writes through the APIs).
+    postgres: bool = True
+    # The service's own authentication in place of bearer tokens checked by `access` (the console's
+    # session cookies); it sets the request's PRINCIPAL for the rate limit, as the bearer check does.
+    authentication: Callable[[Settings], Middleware] | None = None
 
 
 def consumer_spec(settings: Settings, durable: str, *types: str, **overrides: Any) -> ConsumerSpec:
@@ -73,18 +80,23 @@ def consumer_spec(settings: Settings, durable: str, *types: str, **overrides: An
 def build(settings: Settings, spec: ServiceSpec, clock: Clock | None = None) -> web.Application:
     """The service's app: nothing connects until it starts."""
     answer_malformed_requests_as_problems()
+    authentication = (
+        spec.authentication(settings)
+        if spec.authentication is not None
+        else auth_middleware(
+            spec.access,
+            secret=settings.jwt_secret,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            signed=partial(_signed, SignedCallers()),
+            failures=FailedAuthentications(settings.auth_failure_rate, settings.auth_failure_burst),
+        )
+    )
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
             problems_middleware,
-            auth_middleware(
-                spec.access,
-                secret=settings.jwt_secret,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                signed=partial(_signed, SignedCallers()),
-                failures=FailedAuthentications(settings.auth_failure_rate, settings.auth_failure_burst),
-            ),
+            authentication,
             rate_limit_middleware(TokenBuckets(settings.rate_per_second, settings.rate_burst)),
             *([_fault_hook(settings)] if settings.test_fault_canary else []),
         ],
@@ -93,13 +105,15 @@ def build(settings: Settings, spec: ServiceSpec, clock: Clock | None = None) -> 
     app[CLOCK] = clock or clock_from(settings.clock_file)
     app[STOP] = asyncio.Event()
     app[CONSUMERS] = []
-    app[READY] = {"postgres": False, "nats": False, "shutting_down": False}
+    # A service may add checks of its own here (the console: its live stream), all must be true.
+    app[READY] = {"shutting_down": False}
+    app[USES_POSTGRES] = spec.postgres
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/livez", healthz, name="livez")
     app.router.add_get("/readyz", readyz, name="readyz")
     spec.routes(app)
     app.on_shutdown.append(_not_ready)
-    app.cleanup_ctx.extend([_postgres, _nats, _runner(spec)])
+    app.cleanup_ctx.extend([*([_postgres] if spec.postgres else []), _nats, _runner(spec)])
     return app
 
 
@@ -127,12 +141,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
-    checks = {"postgres": False, "nats": False}
+    checks = {"postgres": False, "nats": False} if app[USES_POSTGRES] else {"nats": False}
     if POOL in app:
         with contextlib.suppress(Exception):
             checks["postgres"] = await app[POOL].fetchval("SELECT true", timeout=2) is True
     if NC in app:
         checks["nats"] = app[NC].is_connected
+    checks.update((name, ok) for name, ok in app[READY].items() if name != "shutting_down")
     ready = all(checks.values()) and not app[READY]["shutting_down"]
     body = {"status": "pass" if ready else "fail", "checks": checks}
     return json_response(body, status=200 if ready else 503)
