@@ -74,7 +74,10 @@ class RatingIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class CasesQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     status: Annotated[str, Meta(max_length=32)] | None = None
     grid: Code | None = None
+    street: Code | None = None
     category: Code | None = None
+    reported_from: Annotated[datetime, Meta(tz=True)] | None = None  # reported at or after
+    reported_before: Annotated[datetime, Meta(tz=True)] | None = None
     page_size: Annotated[int, Meta(ge=1, le=100)] = 20
     cursor: Annotated[str, Meta(max_length=200)] | None = None
 

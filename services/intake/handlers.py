@@ -255,6 +255,12 @@ async def list_cases(request: web.Request) -> web.Response:
         page.where("grid = {}", query.grid)
     if query.category:
         page.where("category = {}", query.category)
+    if query.street:
+        page.where("street = {}", query.street)
+    if query.reported_from:
+        page.where("reported_at >= {}", query.reported_from)
+    if query.reported_before:
+        page.where("reported_at < {}", query.reported_before)
     if principal.role is Role.REPORTER_BACKEND:
         page.where("created_by = {}", principal.sub)
     elif principal.role is Role.GRID_WORKER:
