@@ -312,8 +312,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                     await response.write(_frame(item))
             sent = max(sent, upto)
         # The page reloads its lists on `hello`: what it shows and the notices after it line up.
+        # Its id is the position reached, so a reconnect resumes from there even before any notice.
         hello = {"seq": sent, "role": str(session.principal.role), "replayed_from": after}
-        await response.write(b"event: hello\ndata: %s\n\n" % msgspec.json.encode(hello))
+        await response.write(b"id: %d\nevent: hello\ndata: %s\n\n" % (sent, msgspec.json.encode(hello)))
         while session.expires > time.time():
             try:
                 queued = await asyncio.wait_for(client.queue.get(), PING_SECONDS)

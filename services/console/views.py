@@ -38,12 +38,12 @@ HOME = {
 PAGES = {"/workbench": "workbench.html", "/department": "department.html", "/grid": "grid.html"}
 SIGN_IN_FAILURES = web.AppKey("sign_in_failures", FailedAuthentications)
 CATALOG = web.AppKey("catalog", bytes)
-# No script, style or connection from anywhere but the console; no framing; no referrer.
+# No script, style or connection from anywhere but the console; no framing; no referrer to other sites.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make browsers send `Origin: null`
     "X-Frame-Options": "DENY",
 }
 
