@@ -3,7 +3,7 @@ import {
   api, boot, categoryName, el, formatTime, label, onLanguage, problemText, say, shortId, t, whereName,
 } from "./common.js";
 import { evidenceFields, evidenceOf } from "./evidence.js";
-import { debounce, Live } from "./live.js";
+import { debounce, Live, reloadUntil } from "./live.js";
 
 const FILTERS = ["open", "dispatched", "accepted", "completed", "returned", "all"];
 let chosen = null;
@@ -120,7 +120,11 @@ new Live({
     if (chosen) showTask(chosen);
   },
   onNotice: (notice) => {
-    reloadTasks();
+    if (notice.type === "TaskDispatched") {
+      reloadUntil(loadTasks, () => document.querySelector(`#tasks tr[data-task-id="${notice.task_id}"]`));
+    } else {
+      reloadTasks();
+    }
     if (notice.task_id === chosen) reloadTask();
   },
 }).connect();

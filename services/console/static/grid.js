@@ -1,7 +1,7 @@
 // A grid worker's phone: the verifications waiting in my grids; pass or fail, with evidence and a note.
 import { api, boot, categoryName, departmentName, el, formatTime, label, onLanguage, problemText, say, shortId, t } from "./common.js";
 import { evidenceFields, evidenceOf } from "./evidence.js";
-import { debounce, Live } from "./live.js";
+import { debounce, Live, reloadUntil } from "./live.js";
 
 const CHANGES = new Set(["VerificationRequested", "VerificationPassed", "VerificationFailed", "CaseClosed",
   "CaseReopened", "CaseCancelled", "CaseMerged", "CaseRejected"]);
@@ -70,6 +70,10 @@ onLanguage(loadVerifications);
 new Live({
   onHello: loadVerifications,
   onNotice: (notice) => {
-    if (CHANGES.has(notice.type)) reload();
+    if (notice.type === "VerificationRequested") {
+      reloadUntil(loadVerifications, () => document.querySelector(`[data-verification-id="${notice.verification_id}"]`));
+    } else if (CHANGES.has(notice.type)) {
+      reload();
+    }
   },
 }).connect();

@@ -97,3 +97,13 @@ export function debounce(fn, ms = 200) {
     timer = setTimeout(fn, ms);
   };
 }
+
+// A list API's read model may trail the stream by a moment: after a notice of something new,
+// reload until it shows (or a few seconds have passed).
+export async function reloadUntil(reload, shows, tries = 20) {
+  for (let i = 0; i < tries; i += 1) {
+    await reload();
+    if (shows()) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}

@@ -269,7 +269,7 @@ async function showCase(caseId, purpose = null, live = false) {
     ]),
     asOfForm(kase),
     asOf === null ? dispatcherActions(kase) : null,
-    el("h3", {}, t("detail.tasks")), tasksTable(kase),
+    el("h3", {}, t("detail.tasks")), el("div", { class: "scroll" }, tasksTable(kase)),
     kase.attachments.length ? el("h3", {}, t("detail.attachments")) : null, ...evidenceLinks(kase.attachments),
     kase.verification ? el("h3", {}, t("detail.verification")) : null,
     kase.verification ? fields([["col.status", label("outcome", kase.verification.outcome)],
