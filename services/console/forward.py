@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 from uuid import UUID
 
 import aiohttp
@@ -102,8 +102,10 @@ async def call(
         headers["X-Request-ID"] = str(request_id)  # one id across the console and the API
     if content_type:
         headers["Content-Type"] = content_type
-    if purpose := request.headers.get(PURPOSE, "").strip():
-        headers[PURPOSE] = purpose  # the person stated why: the API decides and records
+    # The person stated why (the page percent-encodes it: browsers send Latin-1 headers only);
+    # the API decides what it shows and records the read.
+    if purpose := unquote(request.headers.get(PURPOSE, "")).strip():
+        headers[PURPOSE] = purpose
     url = request.app[UPSTREAMS][service] + path
     try:
         async with request.app[CLIENT].request(

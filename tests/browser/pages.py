@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -19,6 +20,8 @@ from tests.browser import chromium
 
 AXE = Path(__file__).parent / "axe" / "axe.min.js"
 SERIOUS = frozenset({"serious", "critical"})
+# A live reload may replace an element between finding it and reading it: the wait tries again.
+RERENDERED = (StaleElementReferenceException,)
 SHA = "ab" * 32  # an evidence photo's SHA-256, as the APIs take it
 
 
@@ -40,20 +43,20 @@ def sign_in(driver: WebDriver, console: str, token: str) -> None:
 
 def wait_for(driver: WebDriver, css: str, timeout: float = 15) -> WebElement:
     """The first element matching `css` once it is there (WebDriverWait polls; no fixed sleep)."""
-    found: WebElement = WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+    found: WebElement = WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=RERENDERED).until(
         ec.presence_of_element_located((By.CSS_SELECTOR, css)), message=f"nothing matched {css!r} in {timeout}s"
     )
     return found
 
 
 def wait_gone(driver: WebDriver, css: str, timeout: float = 15) -> None:
-    WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+    WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=RERENDERED).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, css), message=f"{css!r} still there after {timeout}s"
     )
 
 
 def click(driver: WebDriver, css: str, timeout: float = 15) -> None:
-    element = WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+    element = WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=RERENDERED).until(
         ec.element_to_be_clickable((By.CSS_SELECTOR, css)), message=f"{css!r} not clickable in {timeout}s"
     )
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
@@ -72,7 +75,7 @@ def fill_evidence(driver: WebDriver, prefix: str) -> None:
 
 
 def wait_text(driver: WebDriver, css: str, text: str, timeout: float = 15) -> None:
-    WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+    WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=RERENDERED).until(
         lambda d: any(e.text == text for e in d.find_elements(By.CSS_SELECTOR, css)),
         message=f"{css!r} never read {text!r}",
     )

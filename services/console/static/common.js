@@ -8,7 +8,8 @@ export const state = { me: null, catalog: { categories: {}, departments: {}, str
 export async function api(path, { method = "GET", body, purpose } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (purpose) headers["X-Purpose"] = purpose;
+  // Browsers send header values in Latin-1 only: the purpose goes percent-encoded (UTF-8).
+  if (purpose) headers["X-Purpose"] = encodeURIComponent(purpose);
   const response = await fetch(`/api${path}`, {
     method,
     headers,

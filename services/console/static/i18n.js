@@ -343,6 +343,11 @@ export function applyWords(root = document) {
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  const switcher = document.getElementById("lang"); // named in the language it switches to
+  if (switcher) {
+    switcher.lang = lang() === "zh-CN" ? "en" : "zh-CN";
+    switcher.title = t("lang.switch.label");
+  }
 }
 
 export function onLanguage(listener) {
