@@ -24,7 +24,7 @@ from ops.servers import NatsServer, Postgres
 from shared.base.log import configure_logging
 from shared.store.db import SERVICE_ROLE, bootstrap, with_credentials, with_database
 from tests import folders
-from tests.bench import audit_bench, eventstore_bench, relay_bench, services_bench
+from tests.bench import audit_bench, console_bench, eventstore_bench, relay_bench, services_bench
 from tests.bench.eventstore_bench import Figure
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results.json"
@@ -107,13 +107,13 @@ async def machine(admin_url: str, nats_url: str, own: bool) -> dict[str, Any]:
 async def drop_databases(admin_url: str) -> None:
     conn = await asyncpg.connect(with_database(admin_url, "postgres"))
     try:
-        for name in (DATABASE, RELAY_DATABASE, AUDIT_DATABASE, *services_bench.DATABASES):
+        for name in (DATABASE, RELAY_DATABASE, AUDIT_DATABASE, *services_bench.DATABASES, console_bench.DATABASE):
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
 
 
-GROUPS = ("store", "relay", "audit", "services")  # `python -m tests.bench store relay`: only those
+GROUPS = ("store", "relay", "audit", "services", "console")  # `python -m tests.bench store relay`: only those
 
 
 async def measure(console: Console, found: Servers, groups: set[str]) -> tuple[list[Figure], dict[str, Any]]:
@@ -137,6 +137,8 @@ async def measure(console: Console, found: Servers, groups: set[str]) -> tuple[l
                 figures += await audit_bench.run(audit, with_credentials(audit, SERVICE_ROLE, password))
         if "services" in groups:
             figures += await services_bench.run(found.admin_url, found.nats_url, password, console.status)
+        if "console" in groups:
+            figures += await console_bench.group(found.admin_url, found.nats_url, password, console.status)
     finally:
         if not found.own:
             await drop_databases(found.admin_url)
