@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-e2e lint typecheck bench chaos install clean
+.PHONY: run test test-unit test-integration test-e2e lint typecheck bench chaos install clean browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/caseloop up
 
-test: $(STAMP)
+# The console's browser tests: Debian's Chromium, chromedriver and a CJK font (installed as root).
+browser-deps:
+	bash tests/browser/ensure-deps.sh
+
+test: $(STAMP) browser-deps
 	$(BIN)/ruff check shared services ops tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
@@ -28,7 +32,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) browser-deps
 	$(BIN)/pytest -q tests/e2e
 
 lint: $(STAMP)
@@ -38,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) browser-deps
 	$(BIN)/python -m tests.bench
 
 CASES ?= 500

@@ -19,16 +19,21 @@ def test_each_process_connects_as_its_own_role_and_sees_no_other_services_url(tm
         "ADMIN_DATABASE_URL": ADMIN,
         **service_database_env(ADMIN, {s: f"{s}-pw" for s in SERVICE_ROLES}),
     }
-    for service in SERVICES:
+    for service in SERVICE_ROLES:
         env = stack.process(service).env
         assert env["DATABASE_URL"].startswith(f"postgresql://{SERVICE_ROLES[service]}:{service}-pw@")
         assert not any(k.endswith("_DATABASE_URL") for k in env), "no other role's credentials, the owner's included"
+    # The console has no database: no credentials at all, and no reporter's key.
+    assert set(SERVICES) - set(SERVICE_ROLES) == {"console"}
+    console = stack.process("console").env
+    assert not any("DATABASE_URL" in k for k in console) and "PII_KEY" not in console
 
 
 def test_without_per_service_urls_every_process_uses_database_url(tmp_path: Path) -> None:
     stack = Stack(tmp_path)
     stack.env = {"DATABASE_URL": SHARED}
-    assert {stack.process(service).env["DATABASE_URL"] for service in SERVICES} == {SHARED}
+    assert {stack.process(service).env["DATABASE_URL"] for service in SERVICE_ROLES} == {SHARED}
+    assert "DATABASE_URL" not in stack.process("console").env
 
 
 def test_older_secrets_get_per_service_passwords_and_keep_the_rest(tmp_path: Path) -> None:
