@@ -82,11 +82,18 @@ def wait_text(driver: WebDriver, css: str, text: str, timeout: float = 15) -> No
 
 
 def texts(driver: WebDriver, css: str) -> list[str]:
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+    """The text of every match, read in one go in the page (a live reload cannot pull one away midway)."""
+    found: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText)", css
+    )
+    return found
 
 
 def attributes(driver: WebDriver, css: str, name: str) -> list[str]:
-    return [e.get_attribute(name) or "" for e in driver.find_elements(By.CSS_SELECTOR, css)]
+    found: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.getAttribute(arguments[1]) || '')", css, name
+    )
+    return found
 
 
 def accessibility_violations(driver: WebDriver) -> list[dict[str, Any]]:

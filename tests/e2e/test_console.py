@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import msgspec
@@ -17,13 +19,24 @@ from selenium.webdriver.support.ui import Select
 from ops.stack import Stack
 from tests.browser import chromium
 from tests.browser.fixtures import browser_installed, console
-from tests.browser.pages import attributes, click, fill_evidence, session_cookie, signed_in, type_into, wait_for
+from tests.browser.pages import (
+    attributes,
+    click,
+    fill_evidence,
+    session_cookie,
+    signed_in,
+    texts,
+    type_into,
+    wait_for,
+    wait_gone,
+)
 from tests.e2e.client import Api
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 __all__ = ["browser_installed", "console"]  # the browser tests' fixtures
 GRID = "wenfeng-tianehu-01"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 async def test_the_whole_loop_through_the_pages(api: Api, stack: Stack, console: str) -> None:
@@ -71,6 +84,17 @@ async def test_the_whole_loop_through_the_pages(api: Api, stack: Stack, console:
         assert history[-1] == "CaseClosed" and "TaskCompleted" in history and "VerificationPassed" in history
         assert "files.example/done.jpg" in dispatcher.find_element(By.ID, "tasks").text
         chromium.screenshot(dispatcher, "console-4-workbench-closed")
+
+        # The case as it stood the second after it was dispatched: dispatched, its task not yet accepted.
+        dispatched = next(e for e in await api.history(case_id) if e["type"] == "CaseDispatched")
+        moment = datetime.fromisoformat(dispatched["recorded_at"]).astimezone(SHANGHAI).replace(microsecond=0)
+        local = (moment + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
+        # The field's value as the picker would set it (its typed form follows the browser's locale).
+        dispatcher.execute_script("arguments[0].value = arguments[1]", wait_for(dispatcher, "#as-of"), local)
+        click(dispatcher, "#as-of-form button[type='submit']")
+        wait_for(dispatcher, "#as-of-note")
+        wait_for(dispatcher, "#case-status[data-status='dispatched']")
+        assert texts(dispatcher, "#tasks tbody tr td:nth-child(3)") == ["待接收"]
 
 
 async def test_a_report_appears_live_and_a_cut_stream_resumes_with_what_was_missed(
@@ -152,3 +176,39 @@ async def water_tasks(api: Api) -> list[dict[str, Any]]:
     status, body = await api.call("GET", "handling", "/v1/tasks?page_size=100", token=api.handler("water"))
     assert status == 200, body
     return body["items"]  # type: ignore[no-any-return]
+
+
+async def test_the_board_shows_warned_overdue_and_escalated_tasks_and_a_reassignment_clears_them(
+    api: Api, stack: Stack, console: str
+) -> None:
+    # Last in this module: it moves the stack's clock forward (the module has a stack of its own).
+    case_id = await api.report("blocked_drain", grid=GRID)
+    [task] = await api.open_tasks(case_id, 1)
+    row = f"#board tr[data-task-id='{task['id']}']"
+    with signed_in(console, api.dispatcher()) as page:
+        api.move_clock(seconds_until(task["accept_warn_at"]) + 60)
+        wait_for(page, f"{row} .badge.warned", timeout=30)
+        # A console started after the warning finds it again in the stream.
+        stack.process("console").stop()
+        stack.restart("console")
+        wait_for(page, "#live-status[data-state='connected']", timeout=30)
+        wait_for(page, f"{row} .badge.warned")
+        api.move_clock(seconds_until(task["accept_by"]) + 60)
+        wait_for(page, f"{row} .badge.overdue", timeout=30)
+        wait_for(page, f"{row} .badge.escalated", timeout=30)
+        chromium.screenshot(page, "console-11-board")
+
+        click(page, f"{row} button[data-open]")
+        Select(wait_for(page, f"#reassign-{task['id']}")).select_by_value("city_management")
+        click(page, f"#tasks tr[data-task-id='{task['id']}'] button[type='submit']")
+        wait_gone(page, row, timeout=30)
+    case = await api.case(case_id)
+    assert [(t["department"], t["status"]) for t in case["tasks"]] == [
+        ("water", "replaced"),
+        ("city_management", "dispatched"),
+    ]
+    assert case["escalations"] == 1
+
+
+def seconds_until(moment: str) -> float:
+    return (datetime.fromisoformat(moment) - datetime.now(UTC)).total_seconds()

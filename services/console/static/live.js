@@ -34,7 +34,8 @@ export class Live {
       this.lastId = this.lastId === null ? at : Math.max(this.lastId, at);
       const resumed = this.dropped;
       this.dropped = false;
-      this.show("connected", resumed ? t("live.resumed", { n: this.replayed }) : t("live.connected"));
+      const text = resumed && this.replayed ? t("live.resumed", { n: this.replayed }) : t(resumed ? "live.back" : "live.connected");
+      this.show("connected", text);
       this.replayed = 0;
       this.onHello();
     });
