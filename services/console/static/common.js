@@ -97,7 +97,23 @@ export function say(text, ok = true) {
   node.className = ok ? "status ok" : "status error";
 }
 
-export async function boot(titleKey) {
+// The bar every signed-in page has: its title, the live status, who is signed in, the language
+// switch and sign-out (a plain form post).
+function header(titleKey, short) {
+  const title = short ? [el("span", { "data-i18n": titleKey })]
+    : [el("span", { "data-i18n": "app.title" }), " · ", el("span", { "data-i18n": titleKey })];
+  document.querySelector("header.bar").replaceChildren(
+    el("h1", {}, ...title),
+    el("p", { id: "live-status", class: "live", role: "status", "aria-live": "polite" }),
+    el("span", { id: "who" }),
+    el("button", { id: "lang", type: "button", "data-i18n": "lang.switch" }),
+    el("form", { method: "post", action: "/signout" },
+      el("button", { type: "submit", id: "signout", "data-i18n": "signout" })),
+  );
+}
+
+export async function boot(titleKey, { short = false } = {}) {
+  header(titleKey, short);
   const [me, catalog] = await Promise.all([api("/me"), api("/catalog")]);
   state.me = me.data;
   state.catalog = catalog.data;

@@ -65,7 +65,7 @@ async function showVerification(verification) {
 
 const reload = debounce(loadVerifications);
 
-await boot("page.grid");
+await boot("page.grid", { short: true });
 onLanguage(loadVerifications);
 new Live({
   onHello: loadVerifications,
