@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -76,8 +76,9 @@ class CasesQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     grid: Code | None = None
     street: Code | None = None
     category: Code | None = None
-    reported_from: Annotated[datetime, Meta(tz=True)] | None = None  # reported at or after
-    reported_before: Annotated[datetime, Meta(tz=True)] | None = None
+    # Days of the command centre's calendar (Asia/Shanghai), both included.
+    reported_from: date | None = None
+    reported_to: date | None = None
     page_size: Annotated[int, Meta(ge=1, le=100)] = 20
     cursor: Annotated[str, Meta(max_length=200)] | None = None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -23,6 +23,7 @@ from shared.web.access import can_read_case
 from shared.web.auth import Principal, Role, forbidden, principal_of
 from shared.web.http import ProblemError, decode_body, json_response, parse_query, uuid_param
 from shared.web.paging import Page
+from shared.web.ratelimit import LOCAL
 
 log = structlog.get_logger()
 VAULT = web.AppKey("vault", Vault)
@@ -258,9 +259,9 @@ async def list_cases(request: web.Request) -> web.Response:
     if query.street:
         page.where("street = {}", query.street)
     if query.reported_from:
-        page.where("reported_at >= {}", query.reported_from)
-    if query.reported_before:
-        page.where("reported_at < {}", query.reported_before)
+        page.where("reported_at >= {}", local_midnight(query.reported_from))
+    if query.reported_to:
+        page.where("reported_at < {}", local_midnight(query.reported_to + timedelta(days=1)))
     if principal.role is Role.REPORTER_BACKEND:
         page.where("created_by = {}", principal.sub)
     elif principal.role is Role.GRID_WORKER:
@@ -270,6 +271,11 @@ async def list_cases(request: web.Request) -> web.Response:
     rows, next_cursor = await page.fetch(request.app[POOL], query.cursor, query.page_size)
     items = [_summary(r) for r in rows]
     return json_response(api.CasePage(items=items, next_cursor=next_cursor))
+
+
+def local_midnight(day: date) -> datetime:
+    """Where a day of the command centre's calendar begins."""
+    return datetime.combine(day, time.min, LOCAL)
 
 
 def _summary(row: Any) -> api.CaseSummary:

@@ -74,6 +74,21 @@ async def test_the_whole_loop_through_the_pages(api: Api, stack: Stack, console:
 
         # Back on the workbench the case shows closed, with its whole timeline.
         await api.wait_status(case_id, "closed")
+        # Found by street, status and the day it was reported (the command centre's calendar) ...
+        today = datetime.now(SHANGHAI).strftime("%Y-%m-%d")
+        listed = f"/v1/cases?street=wenfeng&status=closed&reported_from={today}&reported_to={today}&page_size=100"
+
+        async def in_the_list() -> bool:  # the case list (a read model) catches up with the log
+            _, found = await api.call("GET", "intake", listed, token=api.dispatcher())
+            return case_id in [c["id"] for c in found["items"]]
+
+        await eventually(in_the_list)
+        Select(dispatcher.find_element(By.ID, "s-street")).select_by_value("wenfeng")
+        Select(dispatcher.find_element(By.ID, "s-status")).select_by_value("closed")
+        dispatcher.execute_script("arguments[0].value = arguments[1]", dispatcher.find_element(By.ID, "s-date"), today)
+        click(dispatcher, "#search-submit")
+        wait_for(dispatcher, f"#results tr[data-case-id='{case_id}']", timeout=30)
+        # ... and by its id.
         type_into(dispatcher, "#s-id", case_id)
         click(dispatcher, "#search-submit")
         click(dispatcher, f"#results tr[data-case-id='{case_id}'] button[data-open]")

@@ -85,4 +85,4 @@ def test_request_schemas_come_from_the_decoders_so_unknown_fields_are_refused() 
     assert set(report["required"]) == {"source", "category", "location"}
     assert report["properties"]["attachments"]["maxItems"] == 10
     query = {p["name"] for p in operations(document)[("GET", "/v1/cases")]["parameters"]}
-    assert query == {"status", "grid", "street", "category", "reported_from", "reported_before", "page_size", "cursor"}
+    assert query == {"status", "grid", "street", "category", "reported_from", "reported_to", "page_size", "cursor"}

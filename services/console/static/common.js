@@ -60,10 +60,10 @@ export function formatTime(iso) {
   }).format(new Date(iso));
 }
 
-// A moment typed in the command centre's time (datetime-local or date) as ISO 8601 with its offset.
+// A moment typed in the command centre's time (datetime-local) as ISO 8601 with its offset.
 // Asia/Shanghai keeps +08:00 all year.
 export function shanghai(local) {
-  return local.length === 10 ? `${local}T00:00:00+08:00` : `${local.length === 16 ? `${local}:00` : local}+08:00`;
+  return `${local.length === 16 ? `${local}:00` : local}+08:00`;
 }
 
 export function shortId(id) {

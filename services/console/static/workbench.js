@@ -96,12 +96,10 @@ async function search(event) {
   } else {
     const query = new URLSearchParams({ page_size: "50" });
     for (const name of ["category", "street", "grid", "status"]) if (form.get(name)) query.set(name, form.get(name));
-    const day = String(form.get("date") || "");
+    const day = String(form.get("date") || ""); // a day of the command centre's calendar
     if (day) {
-      const next = new Date(`${day}T00:00:00+08:00`);
-      next.setUTCDate(next.getUTCDate() + 1);
-      query.set("reported_from", shanghai(day));
-      query.set("reported_before", next.toISOString());
+      query.set("reported_from", day);
+      query.set("reported_to", day);
     }
     const result = await api(`/v1/cases?${query}`);
     if (!result.ok) return say(problemText(result), false);
