@@ -107,7 +107,7 @@ def logged(process: Process, event: str, **fields: str) -> list[dict[str, Any]]:
 
 
 def leaders(processes: list[Process], became: str, waits: str, **fields: str) -> list[Process]:
-    """Running processes whose latest leadership line is `became` (relay_active, leader_active), not `waits`."""
+    """Running processes whose latest leadership line is `became` (leader_active), not `waits`."""
     found = []
     for process in processes:
         if process.proc is None or process.proc.poll() is not None:

@@ -81,12 +81,13 @@ async def test_two_routing_and_two_handling_replicas_handle_each_event_once_thro
 async def test_relay_standby_takes_over_and_nothing_is_published_twice_or_out_of_order(replicated: Stack) -> None:
     stack = replicated
     relays = stack.replicas_of("relay")
-    [first] = await eventually(lambda: leaders(relays, "relay_active", "relay_standby"), timeout=10)
+    relaying = {"role": "relay"}  # a relay process leads two loops: the relay and the checkpointer
+    [first] = await eventually(lambda: leaders(relays, "leader_active", "leader_standby", **relaying), timeout=10)
 
     async def kill_the_active_relay() -> None:
         await asyncio.sleep(2.0)
         first.kill()
-        [second] = await eventually(lambda: leaders(relays, "relay_active", "relay_standby"), timeout=10)
+        [second] = await eventually(lambda: leaders(relays, "leader_active", "leader_standby", **relaying), timeout=10)
         assert second is not first
 
     async with api_for(stack) as api:
