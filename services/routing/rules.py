@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from shared.domain.area import street_of
 from shared.domain.calendar import WorkingCalendar, load_calendar
 
 __all__ = ["STREET_TEAM", "Category", "Deadlines", "Policy", "Rule", "WorkingCalendar", "load_calendar", "load_policy"]
@@ -91,12 +92,7 @@ class Policy:
 
     def street_of(self, grid: str | None) -> str | None:
         """The street of a grid; an unlisted grid named <street>-… belongs to that street."""
-        if not grid:
-            return None
-        if grid in self.grids:
-            return self.grids[grid]
-        prefix = grid.split("-", 1)[0]
-        return prefix if prefix in self.streets else None
+        return street_of(grid, self.grids, self.streets)
 
     def next_department(self, category: str, street: str | None, tried: Collection[str]) -> str | None:
         """The first department the rule names (lead, co, then fallbacks) not in `tried`.
