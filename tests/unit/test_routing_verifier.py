@@ -9,21 +9,14 @@ import pytest
 
 from services.routing.handlers import react
 from services.routing.planning import REPORTER_CONFIRMED, verifier_for
-from services.routing.rules import Policy, WorkingCalendar, load_calendar, load_policy
+from services.routing.rules import load_calendar, load_policy
 from shared.domain import events as ev
 from shared.domain.case import replay
 from shared.messaging.bus import Delivered
 from tests import examples
 
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return load_policy()
-
-
-@pytest.fixture(scope="module")
-def calendar() -> WorkingCalendar:
-    return load_calendar()
+POLICY = load_policy()
+CALENDAR = load_calendar()
 
 
 def delivered(event: ev.CaseEvent, version: int) -> Delivered:
@@ -41,20 +34,16 @@ def delivered(event: ev.CaseEvent, version: int) -> Delivered:
 @pytest.mark.parametrize(
     ("category", "verifier"), [("noise_complaint", "reporter"), ("food_safety", "reporter"), ("pothole", "grid_worker")]
 )
-def test_a_reported_case_is_dispatched_naming_its_rules_verifier(
-    policy: Policy, calendar: WorkingCalendar, category: str, verifier: str
-) -> None:
+def test_a_reported_case_is_dispatched_naming_its_rules_verifier(category: str, verifier: str) -> None:
     reported = examples.case_reported(category=category)
-    events = react(replay([reported]), delivered(reported, 1), policy, calendar, examples.NOW)
+    events = react(replay([reported]), delivered(reported, 1), POLICY, CALENDAR, examples.NOW)
     dispatched = events[0]
     assert isinstance(dispatched, ev.CaseDispatched)
-    assert (dispatched.verifier, dispatched.policy_version) == (verifier, policy.version)
+    assert (dispatched.verifier, dispatched.policy_version) == (verifier, POLICY.version)
     assert replay([reported, *events]).verifier == verifier
 
 
-def test_a_reopened_round_names_the_verifier_again_by_the_policy_of_its_dispatch(
-    policy: Policy, calendar: WorkingCalendar
-) -> None:
+def test_a_reopened_round_names_the_verifier_again_by_the_policy_of_its_dispatch() -> None:
     history: list[ev.CaseEvent] = [
         examples.case_reported(category="noise_complaint"),
         examples.case_dispatched(verifier="grid_worker", policy_version="an-older-policy"),
@@ -66,7 +55,7 @@ def test_a_reopened_round_names_the_verifier_again_by_the_policy_of_its_dispatch
     ]
     reopened = ev.CaseReopened(case_id=examples.CASE_ID, round=2, departments=("sanitation",))
     case = replay([*history, reopened])
-    events = react(case, delivered(reopened, 8), policy, calendar, examples.NOW + timedelta(days=1))
+    events = react(case, delivered(reopened, 8), POLICY, CALENDAR, examples.NOW + timedelta(days=1))
     assert isinstance(events[0], ev.CaseDispatched)
     assert (events[0].round, events[0].verifier) == (2, "reporter")
 
@@ -76,8 +65,8 @@ def test_without_a_rule_the_grid_worker_verifies_except_the_complaints_only_a_re
     assert {verifier_for(None, c) for c in REPORTER_CONFIRMED} == {"reporter"}
 
 
-def test_with_a_rule_its_verifier_decides(policy: Policy) -> None:
-    rule = policy.route("neighbour_dispute", "wenfeng")
+def test_with_a_rule_its_verifier_decides() -> None:
+    rule = POLICY.route("neighbour_dispute", "wenfeng")
     assert rule is not None and verifier_for(rule, "neighbour_dispute") == rule.verify_by == "reporter"
-    drain = policy.route("blocked_drain", None)
+    drain = POLICY.route("blocked_drain", None)
     assert verifier_for(drain, "noise_complaint") == "grid_worker"  # the rule, not the category's name
