@@ -52,8 +52,10 @@ def assignments(
 
 
 def verifier_for(rule: Rule | None, category: str) -> str:
-    """Who verifies the work of a dispatch: the rule's verifier; without a rule, the grid worker,
-    except for the complaints only their reporter can confirm are settled."""
+    """Who verifies the work of a dispatch: its rule's verifier.
+
+    Without a rule, the grid worker, except for the complaints only their reporter can confirm.
+    """
     if rule is not None:
         return rule.verify_by
     return "reporter" if category in REPORTER_CONFIRMED else "grid_worker"

@@ -13,13 +13,13 @@ import msgspec
 
 from shared.domain.area import street_of
 from shared.domain.calendar import WorkingCalendar, load_calendar
+from shared.domain.events import VERIFIERS
 
 __all__ = ["STREET_TEAM", "Category", "Deadlines", "Policy", "Rule", "WorkingCalendar", "load_calendar", "load_policy"]
 
 STREET_TEAM = "enforcement_{street}"  # resolved to the case's street's own enforcement team
 NO_STREET_TEAM = "city_management"  # who takes street-team work when the street is unknown
 PRIORITIES = ("urgent", "high", "normal", "low")
-VERIFIERS = ("grid_worker", "reporter")
 
 
 class Category(msgspec.Struct, frozen=True):

@@ -9,6 +9,7 @@ import msgspec
 
 from shared.domain.case import Case, Refused, Status, TaskStatus
 from shared.domain.events import (
+    VERIFIERS,
     Attachment,
     CaseClosed,
     CaseEvent,
@@ -18,7 +19,6 @@ from shared.domain.events import (
     VerificationRequested,
 )
 
-VERIFIERS = ("grid_worker", "reporter")  # whom a dispatch may name to verify its work
 BY_DEFAULT = "system:default"
 
 

@@ -127,6 +127,9 @@ class CaseQueued(Event, frozen=True):
     reason: str
 
 
+VERIFIERS = ("grid_worker", "reporter")  # whom a dispatch may name to verify its work
+
+
 class CaseDispatched(Event, frozen=True):
     """A round begins: the departments named here each get a TaskDispatched beside it.
 
@@ -139,7 +142,7 @@ class CaseDispatched(Event, frozen=True):
     departments: tuple[str, ...]
     priority: str
     policy_version: str
-    verifier: str  # who verifies the round's work: "grid_worker" | "reporter"
+    verifier: str  # who verifies the round's work: one of VERIFIERS
     by: str
 
 
