@@ -53,6 +53,7 @@ def case_dispatched(*departments: str, round: int = 1, **overrides: Any) -> ev.C
         departments=departments or ("sanitation",),
         priority="normal",
         policy_version="test-1",
+        verifier="grid_worker",
         by="rules",
     )
     return replace(event, **overrides)

@@ -28,7 +28,6 @@ log = structlog.get_logger()
 VAULT = web.AppKey("vault", Vault)
 CONSUMER = "intake"
 _encoder = msgspec.json.Encoder()
-_STREET_OF_GRID_SEPARATOR = "-"
 
 
 class _KeyTaken(Exception):
@@ -74,7 +73,6 @@ async def post_report(request: web.Request) -> web.Response:
         description=report.description,
         location=Location(
             grid=report.location.grid,
-            street=_street_of(report.location.grid),
             lat=report.location.lat,
             lon=report.location.lon,
             address=report.location.address,
@@ -117,11 +115,6 @@ def _check_report(report: api.ReportIn) -> None:
             errors=[{"pointer": "/device", "message": "required when source is sensor"}],
             kind="invalid-body",
         )
-
-
-def _street_of(grid: str | None) -> str | None:
-    # Grid codes start with their street's code (wenfeng-tianehu-01): a convention of the area data.
-    return grid.split(_STREET_OF_GRID_SEPARATOR, 1)[0] if grid else None
 
 
 async def _record_report(

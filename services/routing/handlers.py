@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from services.routing.decide import CheckDeadlines, Dispatch, Redispatch, decide, next_check
-from services.routing.planning import assignments, rule_for, tried_departments
+from services.routing.planning import assignments, rule_for, tried_departments, verifier_for
 from services.routing.rules import Policy, WorkingCalendar
 from shared.domain.case import Case, Status, replay
 from shared.domain.events import (
@@ -92,6 +92,7 @@ def _dispatch(case: Case, tasks: Any, policy: Policy, priority: str, reason: str
         tasks=tasks,
         priority=priority,
         policy_version=policy.version,
+        verifier=verifier_for(rule_for(policy, case), case.category),
         by="rules",
         reason_if_none=reason,
     )

@@ -14,7 +14,7 @@ from msgspec import Meta
 
 from services.routing.decide import Command, Dispatch, MergeCase, Reassign, RejectCase, decide
 from services.routing.handlers import CALENDAR, POLICY, project
-from services.routing.planning import assignments, rule_for
+from services.routing.planning import assignments, rule_for, verifier_for
 from shared.domain.case import NO_CASE, Case, Refused, replay
 from shared.runtime.service import CLOCK, POOL, SETTINGS, STORE
 from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
@@ -110,6 +110,7 @@ async def dispatch_case(request: web.Request) -> web.Response:
             tasks=tasks,
             priority=priority,
             policy_version=app[POLICY].version,
+            verifier=verifier_for(rule, case.category),
             by=principal_of(request).actor,
         )
 

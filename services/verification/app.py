@@ -9,7 +9,6 @@ from functools import partial
 from aiohttp import web
 
 from services.verification import api, handlers
-from services.verification.rules import load_kind_of
 from shared.base.config import Settings
 from shared.messaging.consumer import Handler
 from shared.runtime.leader import DEFAULT_CLOSE_LOCK, led
@@ -52,7 +51,6 @@ def routes(app: web.Application) -> None:
 
 
 async def _rules(app: web.Application) -> AsyncIterator[None]:
-    app[handlers.KIND_OF] = load_kind_of(app[SETTINGS].rules_path)
     app[handlers.RESPOND_WITHIN] = timedelta(hours=app[SETTINGS].reporter_confirm_hours)
     yield
 
@@ -60,7 +58,6 @@ async def _rules(app: web.Application) -> AsyncIterator[None]:
 def _on_case_event(app: web.Application) -> Handler:
     return partial(
         handlers.on_case_event,
-        kind_of=app[handlers.KIND_OF],
         respond_within=app[handlers.RESPOND_WITHIN],
         clock=app[CLOCK],
     )

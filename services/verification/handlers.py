@@ -14,7 +14,6 @@ from aiohttp import web
 
 from services.verification import api
 from services.verification.decide import CloseByDefault, RecordVerification, RequestVerification, decide
-from services.verification.rules import KindOf
 from shared.base.clock import Clock
 from shared.domain.case import Case, Refused, replay
 from shared.domain.events import Attachment, CaseHandled
@@ -29,7 +28,6 @@ from shared.web.paging import Page
 log = structlog.get_logger()
 CONSUMER = "verification"
 ACTOR = "service:verification"
-KIND_OF: web.AppKey[KindOf] = web.AppKey("kind_of")
 RESPOND_WITHIN = web.AppKey("respond_within", timedelta)
 
 
@@ -162,9 +160,7 @@ async def _record(
 # --- the consumer: request on CaseHandled, keep the read model ------------------------
 
 
-async def on_case_event(
-    tx: Transaction, msg: Delivered, *, kind_of: KindOf, respond_within: timedelta, clock: Clock
-) -> None:
+async def on_case_event(tx: Transaction, msg: Delivered, *, respond_within: timedelta, clock: Clock) -> None:
     """CaseHandled asks for a verification; every subscribed event refreshes the read model."""
     case, version = await tx.load(msg.case_id)
     if not case.exists:
@@ -172,7 +168,6 @@ async def on_case_event(
     if isinstance(msg.event, CaseHandled):
         command = RequestVerification(
             case_id=msg.case_id,
-            kind=kind_of(case.category, case.location.street),
             now=clock(),
             respond_within=respond_within,
         )
@@ -189,7 +184,7 @@ async def on_case_event(
         log.info(
             "verification_requested" if events else "verification_not_requested",
             case_id=str(msg.case_id),
-            kind=command.kind,
+            kind=case.verifier,
             status=str(case.status),
         )
     await project_verification(tx.conn, case, version, clock())

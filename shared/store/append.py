@@ -21,7 +21,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
-from shared.domain.events import SCHEMA_VERSION, Event, encode, type_name
+from shared.domain.events import Event, encode, type_name
 from shared.store.groupcommit import GroupCommit
 from shared.store.hashchain import GENESIS, event_hash
 from shared.store.records import AppendResult, ConcurrencyError, IdempotencyConflict, Metadata
@@ -58,8 +58,9 @@ class HeadHints:
 _APPEND = """
     WITH head AS (SELECT version, hash FROM events WHERE stream_id = $2 ORDER BY version DESC LIMIT 1)
     INSERT INTO events (event_id, stream_id, version, type, schema_version, data, metadata, recorded_at, hash)
-    SELECT e.id, $2, e.version, e.type, $3, e.data::json, $4::json, $5, e.hash
-    FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::bytea[]) AS e(id, version, type, data, hash)
+    SELECT e.id, $2, e.version, e.type, e.schema_version, e.data::json, $4::json, $5, e.hash
+    FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::bytea[], $3::smallint[])
+         AS e(id, version, type, data, hash, schema_version)
     WHERE coalesce((SELECT version FROM head), 0) = $10
       AND (SELECT hash FROM head) IS NOT DISTINCT FROM $11::bytea
       AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($1::uuid[]))
@@ -71,8 +72,8 @@ _APPEND = """
 _APPEND_MANY = """
     WITH e AS (
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
-                             $7::timestamptz[], $8::bytea[]) WITH ORDINALITY
-                      AS e(id, stream_id, version, type, data, metadata, recorded_at, hash, n)
+                             $7::timestamptz[], $8::bytea[], $12::smallint[]) WITH ORDINALITY
+                      AS e(id, stream_id, version, type, data, metadata, recorded_at, hash, schema_version, n)
     ), s AS (
         SELECT * FROM unnest($9::text[], $10::int[], $11::bytea[]) AS s(stream_id, expected, head_hash)
     ), stored AS (  -- streams some of whose event ids are stored already (the index on event_id)
@@ -85,7 +86,8 @@ _APPEND_MANY = """
           AND s.stream_id NOT IN (SELECT stream_id FROM stored)
     )
     INSERT INTO events (event_id, stream_id, version, type, schema_version, data, metadata, recorded_at, hash)
-    SELECT e.id, e.stream_id, e.version, e.type, $12, e.data::json, e.metadata::json, e.recorded_at, e.hash
+    SELECT e.id, e.stream_id, e.version, e.type, e.schema_version, e.data::json, e.metadata::json, e.recorded_at,
+           e.hash
     FROM e JOIN ok USING (stream_id) ORDER BY e.n
     RETURNING stream_id, version, position"""
 
@@ -99,6 +101,7 @@ class Rows(msgspec.Struct):
     ids: list[UUID]
     versions: list[int]
     types: list[str]
+    schema_versions: list[int]
     datas: list[str]
     metadata: str
     recorded_at: datetime
@@ -114,6 +117,7 @@ def _append_args(batch: Sequence[Rows]) -> tuple[Any, ...]:
     streams: list[str] = []
     versions: list[int] = []
     types: list[str] = []
+    schema_versions: list[int] = []
     datas: list[str] = []
     metas: list[str] = []
     times: list[datetime] = []
@@ -124,12 +128,13 @@ def _append_args(batch: Sequence[Rows]) -> tuple[Any, ...]:
         streams += [rows.stream_id] * count
         versions += rows.versions
         types += rows.types
+        schema_versions += rows.schema_versions
         datas += rows.datas
         metas += [rows.metadata] * count
         times += [rows.recorded_at] * count
         hashes += rows.hashes
     heads = ([r.stream_id for r in batch], [r.expected_version for r in batch], [r.head_hash for r in batch])
-    return (ids, streams, versions, types, datas, metas, times, hashes, *heads, SCHEMA_VERSION)
+    return (ids, streams, versions, types, datas, metas, times, hashes, *heads, schema_versions)
 
 
 def _positions(written: Sequence[asyncpg.Record]) -> dict[str, list[int]]:
@@ -150,7 +155,9 @@ def chained_rows(
     now: datetime,
 ) -> Rows:
     meta = _json.encode(metadata).decode()
-    rows = Rows(stream_id, expected_version, None if expected_version == 0 else prev, ids, [], [], [], meta, now, [])
+    rows = Rows(
+        stream_id, expected_version, None if expected_version == 0 else prev, ids, [], [], [], [], meta, now, []
+    )
     for offset, (event, event_id) in enumerate(zip(events, ids, strict=True), start=1):
         version = expected_version + offset
         data = encode(event).decode()
@@ -161,13 +168,14 @@ def chained_rows(
             version=version,
             event_id=event_id,
             type=kind,
-            schema_version=SCHEMA_VERSION,
+            schema_version=event.schema_version,
             data=data,
             metadata=meta,
             recorded_at=now,
         )
         rows.versions.append(version)
         rows.types.append(kind)
+        rows.schema_versions.append(event.schema_version)
         rows.datas.append(data)
         rows.hashes.append(prev)
     return rows
@@ -235,7 +243,7 @@ async def _insert(conn: Any, heads: HeadHints, rows: Rows) -> AppendResult | Non
             _APPEND,
             rows.ids,
             rows.stream_id,
-            SCHEMA_VERSION,
+            rows.schema_versions,
             rows.metadata,
             rows.recorded_at,
             rows.versions,

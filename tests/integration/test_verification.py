@@ -13,6 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 
+from services.routing.planning import verifier_for
+from services.routing.rules import load_policy
 from services.verification import handlers
 from services.verification.app import spec
 from services.verification.decide import verification_id_for
@@ -70,11 +72,17 @@ DISPATCHER = token(Role.DISPATCHER, "d-1")
 
 
 async def seed_handled_case(store: EventStore, category: str = "blocked_drain", **case: Any) -> UUID:
-    """A case reported, dispatched to one department, worked and handled: ready for verification."""
+    """A case reported, dispatched to one department, worked and handled: ready for verification.
+
+    The dispatch names the verifier the shipped rules give the category, as routing's would.
+    """
     case_id = uuid4()
+    verifier = verifier_for(load_policy().route(category, "wenfeng"), category)
+    _, dispatched, *worked = examples.until_verifying()[:-1]
     events: list[CaseEvent] = [
         examples.case_reported(category=category, **case),
-        *examples.until_verifying()[1:-1],
+        replace(dispatched, verifier=verifier),
+        *worked,
     ]
     await store.append(
         case_stream(case_id),
@@ -118,9 +126,7 @@ async def test_a_handled_case_gets_one_grid_worker_verification_even_when_redeli
         recorded_at=handled.recorded_at,
     )
     async with store.transaction() as tx:
-        await handlers.on_case_event(
-            tx, again, kind_of=lambda *_: "grid_worker", respond_within=timedelta(), clock=clock
-        )
+        await handlers.on_case_event(tx, again, respond_within=timedelta(), clock=clock)
     assert (await types_of(store, case_id)).count("VerificationRequested") == 1
 
     response = await client.get(f"/v1/verifications/{row['verification_id']}", headers=GRID_WORKER)
