@@ -21,7 +21,7 @@ from shared.runtime.service import CLOCK, POOL, STORE
 from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
 from shared.web.access import can_read_case
 from shared.web.auth import Principal, Role, forbidden, principal_of
-from shared.web.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.web.http import ProblemError, decode_body, invalid, json_response, parse_query, uuid_param
 from shared.web.paging import Page
 
 log = structlog.get_logger()
@@ -102,21 +102,9 @@ async def post_report(request: web.Request) -> web.Response:
 def _check_report(report: api.ReportIn) -> None:
     location = report.location
     if location.grid is None and (location.lat is None or location.lon is None):
-        raise ProblemError(
-            422,
-            "Invalid request body",
-            "a location needs a grid, or both lat and lon",
-            errors=[{"pointer": "/location", "message": "a grid, or both lat and lon, is required"}],
-            kind="invalid-body",
-        )
+        raise invalid("a location needs a grid, or both lat and lon", at="/location")
     if report.source == "sensor" and report.device is None:
-        raise ProblemError(
-            422,
-            "Invalid request body",
-            "a sensor report names its device",
-            errors=[{"pointer": "/device", "message": "required when source is sensor"}],
-            kind="invalid-body",
-        )
+        raise invalid("a sensor report names its device", at="/device")
 
 
 def _street_of(grid: str | None) -> str | None:

@@ -19,7 +19,7 @@ from shared.domain.case import NO_CASE, Case, Refused, replay
 from shared.runtime.service import CLOCK, POOL, SETTINGS, STORE
 from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
 from shared.web.auth import principal_of
-from shared.web.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.web.http import ProblemError, decode_body, invalid, json_response, parse_query, uuid_param
 
 log = structlog.get_logger()
 Department = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -59,12 +59,8 @@ def _unknown_departments(request: web.Request, departments: tuple[str, ...]) -> 
     known = request.app[POLICY].departments
     unknown = [d for d in departments if d not in known]
     if unknown:
-        raise ProblemError(
-            422,
-            "Invalid request body",
-            f"unknown department {unknown[0]!r}",
-            errors=[{"pointer": "/departments" if len(departments) > 1 else "/department", "message": "unknown"}],
-            kind="invalid-body",
+        raise invalid(
+            f"unknown department {unknown[0]!r}", at="/departments" if len(departments) > 1 else "/department"
         )
 
 
@@ -155,13 +151,7 @@ async def merge_case(request: web.Request) -> web.Response:
     case_id = uuid_param(request)
     target, _ = await request.app[STORE].load(body.into)
     if not target.exists:
-        raise ProblemError(
-            422,
-            "Invalid request body",
-            "no such case to merge into",
-            errors=[{"pointer": "/into", "message": "no such case"}],
-            kind="invalid-body",
-        )
+        raise invalid("no such case to merge into", at="/into")
     by = principal_of(request).actor
     return await _run(
         request,

@@ -98,11 +98,12 @@ def pointer(message: str) -> str:
     return re.sub(r"\[(\d+)\]", r".\1", path).replace(".", "/")
 
 
-def invalid(message: str, status: int = 422) -> ProblemError:
-    where = pointer(message)
+def invalid(message: str, status: int = 422, *, at: str | None = None) -> ProblemError:
+    """An invalid request body, naming where: `at` (a JSON pointer), or msgspec's "- at `$.path`"."""
+    where = pointer(message) if at is None else at
     text = _PATH.sub("", message)
     # msgspec's path ends at the object for a missing or unknown field: name the field itself.
-    if field := _FIELD.match(text):
+    if at is None and (field := _FIELD.match(text)):
         where = f"{where}/{field.group('field')}"
     return ProblemError(
         status,
@@ -223,14 +224,7 @@ def refuse_duplicate_keys(body: bytes) -> None:
     if path is None:
         return
     where = "".join(f"/{str(step).replace('~', '~0').replace('/', '~1')}" for step in path)
-    message = f"Object contains duplicate key `{path[-1]}`"
-    raise ProblemError(
-        422,
-        "Invalid request body",
-        f"{message} at {where}",
-        errors=[{"pointer": where, "message": message}],
-        kind="invalid-body",
-    )
+    raise invalid(f"Object contains duplicate key `{path[-1]}`", at=where)
 
 
 def parse_query(request: web.Request, kind: type[T]) -> T:
