@@ -16,6 +16,9 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from shared.domain.case import Refused
+from shared.store.commands import Busy
+
 log = structlog.get_logger()
 
 PROBLEM = "application/problem+json"
@@ -292,6 +295,18 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
                 errors=exc.errors,
                 headers=exc.headers,
                 kind=exc.kind,
+                instance=request.path,
+            )
+        except Refused as exc:  # decide() said no: the case's state does not allow the command
+            log.info("command_refused", method=request.method, path=request.path, reason=exc.reason)
+            response = problem(409, "Conflict", exc.reason, kind="conflict", instance=request.path)
+        except Busy:  # the case moved under every attempt of a command (shared/store/commands.py)
+            response = problem(
+                503,
+                "Busy",
+                "the case is changing fast; retry",
+                headers={"Retry-After": "1"},
+                kind="busy",
                 instance=request.path,
             )
         except web.HTTPException as exc:
