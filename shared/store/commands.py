@@ -11,7 +11,7 @@ and Retry-After (shared/web/http.py) and a background loop meets again on its ne
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 from uuid import UUID
 
 from shared.domain.case import Case, replay
@@ -19,6 +19,7 @@ from shared.domain.events import CaseEvent
 from shared.store.eventstore import ConcurrencyError, EventStore, Metadata, RecordedEvent, Transaction, case_stream
 
 T = TypeVar("T")
+Kind = Literal["task", "verification"]
 # Enough for the contention one case sees (a handler, a dispatcher, the deadline watcher and a
 # consumer at once); a case still moving after that many reloads is better asked again later.
 ATTEMPTS = 8
@@ -94,3 +95,15 @@ async def run_command(
         return outcome
 
     return await retrying(attempt)
+
+
+async def case_of(store: EventStore, id: UUID, kind: Kind) -> UUID | None:
+    """The case a task or verification belongs to, as the log knows it (None: no such id).
+
+    `case_index` is written by the events INSERT itself (a trigger, shared/store/sql/0010), in
+    the transaction that creates the id: whoever can read the event can find its case.
+    """
+    case_id: UUID | None = await store.pool.fetchval(
+        "SELECT case_id FROM case_index WHERE id = $1 AND kind = $2", id, kind
+    )
+    return case_id
