@@ -1,23 +1,62 @@
-"""The index of the log: which case a task or verification id belongs to, written with its event."""
+"""Commands find their case in the log, never in a read model: an id the log knows is never 404.
+
+The apps run without a relay, so no event reaches their consumers and their read models stay
+empty: whatever a command finds, it found in the log (and the index written with it).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 
 from ops.servers import Postgres
+from services.handling.app import spec as handling
+from services.routing.app import spec as routing
+from services.verification.app import spec as verification
+from shared.base.config import Settings
 from shared.domain.events import CaseEvent
+from shared.messaging.bus import connect, ensure_stream
+from shared.runtime.service import ServiceSpec, build
 from shared.store import migrations
 from shared.store.commands import case_of
 from shared.store.db import create_pool, ensure_database
 from shared.store.eventstore import EventStore, case_stream
+from shared.web.auth import Role, issue_token
 from tests import examples
 from tests.conftest import Database
+
+SECRET = "commands-test-secret-of-at-least-32-bytes"
+EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def stream(settings: Settings) -> AsyncIterator[None]:
+    """The stream the apps consume exists; no relay fills it."""
+    nc = await connect(settings, "commands-test")
+    await ensure_stream(nc.jetstream(), settings)
+    yield
+    await nc.close()
+
+
+@asynccontextmanager
+async def unheard(
+    settings: Settings, store: EventStore, spec: Callable[[Settings], ServiceSpec], view: str, events: list[CaseEvent]
+) -> AsyncIterator[Client]:
+    """The service, serving while `events` are in the log and its read model `view` knows nothing of them."""
+    await logged(store, events)
+    assert await store.pool.fetchval(f"SELECT count(*) FROM {view}") == 0
+    the_settings = replace(settings, jwt_secret=SECRET)
+    async with TestClient(TestServer(build(the_settings, spec(the_settings)))) as client:
+        yield client
 
 
 async def logged(store: EventStore, events: Sequence[CaseEvent], case_id: UUID = examples.CASE_ID) -> None:
@@ -28,6 +67,61 @@ async def logged(store: EventStore, events: Sequence[CaseEvent], case_id: UUID =
 def dispatched(case_id: UUID = examples.CASE_ID, task_id: UUID = examples.TASK_ID) -> list[CaseEvent]:
     events = [examples.case_reported(), examples.case_dispatched(), examples.task_dispatched(task_id)]
     return [replace(e, case_id=case_id) for e in events]
+
+
+def bearer(role: Role, **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(SECRET, sub='someone', role=role, **claims)}"}
+
+
+async def test_a_task_the_log_holds_is_read_and_accepted_before_handling_has_heard_of_it(
+    settings: Settings, stream: None, store: EventStore
+) -> None:
+    async with unheard(settings, store, handling, "task_view", dispatched()) as client:
+        handler = bearer(Role.HANDLER, department="sanitation")
+        read = await client.get(f"/v1/tasks/{examples.TASK_ID}", headers=handler)
+        accepted = await client.post(f"/v1/tasks/{examples.TASK_ID}/accept", json={}, headers=handler)
+
+        assert read.status == 200
+        assert accepted.status == 200
+        assert (await accepted.json())["status"] == "accepted"
+        assert [r.type for r in await store.read_stream(case_stream(examples.CASE_ID))][-1] == "TaskAccepted"
+
+
+async def test_a_verification_the_log_holds_is_passed_before_its_view_has_a_row(
+    settings: Settings, stream: None, store: EventStore
+) -> None:
+    async with unheard(settings, store, verification, "verification_view", examples.until_verifying()) as client:
+        worker = bearer(Role.GRID_WORKER, grids=("wenfeng-tianehu-01",))
+        elsewhere = bearer(Role.GRID_WORKER, grids=("hanfeng-01",))
+        hidden = await client.post(
+            f"/v1/verifications/{examples.VERIFICATION_ID}/pass", json={"evidence": EVIDENCE}, headers=elsewhere
+        )
+        passed = await client.post(
+            f"/v1/verifications/{examples.VERIFICATION_ID}/pass", json={"evidence": EVIDENCE}, headers=worker
+        )
+
+        assert hidden.status == 404  # another grid's verification is absent to it, as before
+        assert passed.status == 200
+        assert (await passed.json())["outcome"] == "passed"
+        assert [r.type for r in await store.read_stream(case_stream(examples.CASE_ID))][-1] == "CaseClosed"
+        # The command keeps the row beside its events, in its own transaction.
+        outcome = await store.pool.fetchval(
+            "SELECT outcome FROM verification_view WHERE verification_id = $1", examples.VERIFICATION_ID
+        )
+        assert outcome == "passed"
+
+
+async def test_a_task_the_log_holds_is_reassigned_before_routing_has_indexed_it(
+    settings: Settings, stream: None, store: EventStore
+) -> None:
+    async with unheard(settings, store, routing, "routing_tasks", dispatched()) as client:
+        reassigned = await client.post(
+            f"/v1/tasks/{examples.TASK_ID}/reassign", json={"department": "water"}, headers=bearer(Role.DISPATCHER)
+        )
+
+        assert reassigned.status == 200, await reassigned.text()
+        [new_task] = (await reassigned.json())["tasks"]
+        assert await case_of(store, UUID(new_task), "task") == examples.CASE_ID
 
 
 async def test_every_append_path_indexes_the_ids_it_creates(store: EventStore) -> None:
