@@ -42,8 +42,6 @@ async def checkpoint_loop(app: web.Application, stop: asyncio.Event) -> None:
 def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="relay",
-        access={},
-        routes=lambda app: None,
         loops=[relay_loop, checkpoint_loop],
         # The relay's checkpointer signs the log's head: a deployment without a key proves nothing.
         requires=("database_url", "checkpoint_key_file"),
