@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.handling import api, handlers
 from shared.base.config import Settings
-from shared.runtime.service import ServiceSpec, consumer_spec
+from shared.runtime.service import ServiceSpec, Subscription, consumer_spec, from_app
 from shared.web.auth import Role
 from shared.web.openapi import op
 
@@ -49,5 +49,7 @@ def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="handling",
         operations=OPERATIONS,
-        consumers=[(consumer_spec(settings, handlers.CONSUMER, *TASK_EVENTS), lambda app: handlers.on_task_event)],
+        consumers=[
+            Subscription(consumer_spec(settings, handlers.CONSUMER, *TASK_EVENTS), from_app(handlers.on_task_event))
+        ],
     )

@@ -9,7 +9,7 @@ from aiohttp import web
 from services.intake import api, handlers, history, privacy
 from shared.base.config import Settings
 from shared.personal.pii import Vault
-from shared.runtime.service import SETTINGS, ServiceSpec, consumer_spec
+from shared.runtime.service import SETTINGS, ServiceSpec, Subscription, consumer_spec, from_app
 from shared.web.auth import READERS, Role
 from shared.web.openapi import op
 
@@ -51,5 +51,5 @@ def spec(settings: Settings) -> ServiceSpec:
         operations=OPERATIONS,
         contexts=[_vault],
         requires=("database_url", "jwt_secret", "pii_key", "blind_index_key"),
-        consumers=[(consumer_spec(settings, handlers.CONSUMER, "*"), lambda app: handlers.on_case_event)],
+        consumers=[Subscription(consumer_spec(settings, handlers.CONSUMER, "*"), from_app(handlers.on_case_event))],
     )

@@ -10,7 +10,7 @@ from services.routing import api, handlers, views
 from services.routing.rules import load_calendar, load_policy
 from shared.base.config import Settings
 from shared.runtime.leader import DEADLINE_WATCHER_LOCK, led
-from shared.runtime.service import SETTINGS, ServiceSpec, consumer_spec
+from shared.runtime.service import SETTINGS, ServiceSpec, Subscription, consumer_spec
 from shared.web.auth import Role
 from shared.web.openapi import op
 
@@ -48,7 +48,7 @@ def spec(settings: Settings) -> ServiceSpec:
         name="routing",
         operations=OPERATIONS,
         contexts=[_policy],
-        consumers=[(consumer_spec(settings, handlers.CONSUMER, *handlers.EVENT_TYPES), handlers.consumer)],
+        consumers=[Subscription(consumer_spec(settings, handlers.CONSUMER, *handlers.EVENT_TYPES), handlers.consumer)],
         # One replica fires deadlines at a time (ids are deterministic anyway: this saves work).
         loops=[led(handlers.deadline_watcher, DEADLINE_WATCHER_LOCK, "deadline_watcher")],
     )

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from functools import partial
 
 from aiohttp import web
 
 from services.verification import api, handlers
 from services.verification.rules import load_kind_of
 from shared.base.config import Settings
-from shared.messaging.consumer import Handler
 from shared.runtime.leader import DEFAULT_CLOSE_LOCK, led
-from shared.runtime.service import CLOCK, SETTINGS, ServiceSpec, consumer_spec
+from shared.runtime.service import CLOCK, SETTINGS, ServiceSpec, Subscription, consumer_spec, from_app
 from shared.web.auth import Role
 from shared.web.openapi import op
 
@@ -45,20 +43,14 @@ async def _rules(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _on_case_event(app: web.Application) -> Handler:
-    return partial(
-        handlers.on_case_event,
-        kind_of=app[handlers.KIND_OF],
-        respond_within=app[handlers.RESPOND_WITHIN],
-        clock=app[CLOCK],
-    )
-
-
 def spec(settings: Settings) -> ServiceSpec:
+    on_case_event = from_app(
+        handlers.on_case_event, kind_of=handlers.KIND_OF, respond_within=handlers.RESPOND_WITHIN, clock=CLOCK
+    )
     return ServiceSpec(
         name="verification",
         operations=OPERATIONS,
         contexts=[_rules],
-        consumers=[(consumer_spec(settings, handlers.CONSUMER, *EVENTS), _on_case_event)],
+        consumers=[Subscription(consumer_spec(settings, handlers.CONSUMER, *EVENTS), on_case_event)],
         loops=[led(handlers.default_close_loop, DEFAULT_CLOSE_LOCK, "default_close")],
     )

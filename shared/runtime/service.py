@@ -3,7 +3,7 @@ and background loops started in order and stopped in reverse (aiohttp's cleanup_
 
 A service describes itself in one `ServiceSpec`: its operations (routes, handlers, roles and
 document in one list, see shared/web/openapi.py), the contexts that set up what its handlers
-read from the app, its consumers and its loops.
+read from the app, its consumers (`Subscription`s) and its loops.
 """
 
 from __future__ import annotations
@@ -53,14 +53,32 @@ Loop = Callable[[web.Application, asyncio.Event], Awaitable[None]]
 Context = Callable[[web.Application], AsyncIterator[None]]
 
 
+# Makes a consumer's message handler from the app, once the contexts have set up what it reads.
 HandlerFactory = Callable[[web.Application], Handler]
+
+
+class Subscription(msgspec.Struct, frozen=True):
+    """A durable consumer and the factory of the handler it runs on each message."""
+
+    consumer: ConsumerSpec
+    handler: HandlerFactory
+
+
+def from_app(handler: Callable[..., Awaitable[None]], **needs: web.AppKey[Any]) -> HandlerFactory:
+    """The factory of `handler(tx, msg, **needs)`: each need (keyword -> app key) read from the app
+    once, when the consumer starts; with no needs, the handler itself."""
+
+    def make(app: web.Application) -> Handler:
+        return partial(handler, **{name: app[key] for name, key in needs.items()}) if needs else handler
+
+    return make
 
 
 class ServiceSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     operations: Sequence[Operation] = ()  # beyond HEALTH, which every service serves
     contexts: Sequence[Context] = ()
-    consumers: Sequence[tuple[ConsumerSpec, HandlerFactory]] = ()
+    consumers: Sequence[Subscription] = ()
     loops: Sequence[Loop] = ()
     # Settings the service cannot run without: start-up refuses them missing or empty, by name.
     requires: tuple[str, ...] = ("database_url", "jwt_secret")
@@ -200,10 +218,12 @@ def _runner(spec: ServiceSpec) -> Callable[[web.Application], AsyncIterator[None
     async def run(app: web.Application) -> AsyncIterator[None]:
         stop = app[STOP]
         tasks: list[asyncio.Task[None]] = []
-        for consumer_spec_, factory in spec.consumers:
-            consumer = Consumer(app[JS], app[STORE], app[SETTINGS].nats_stream, consumer_spec_, factory(app))
+        for subscription in spec.consumers:
+            consumer = Consumer(
+                app[JS], app[STORE], app[SETTINGS].nats_stream, subscription.consumer, subscription.handler(app)
+            )
             app[CONSUMERS].append(consumer)
-            tasks.append(asyncio.create_task(consumer.run(stop), name=f"consumer:{consumer_spec_.durable}"))
+            tasks.append(asyncio.create_task(consumer.run(stop), name=f"consumer:{consumer.spec.durable}"))
         tasks.extend(asyncio.create_task(_supervised(loop, app, stop), name=loop.__name__) for loop in spec.loops)
         log.info("service_started", consumers=[c.spec.durable for c in app[CONSUMERS]])
         yield
