@@ -47,8 +47,6 @@ async def checkpoint_loop(app: web.Application, stop: asyncio.Event) -> None:
 def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="relay",
-        access={},
-        routes=lambda app: None,
         loops=[led(relay_loop, RELAY_LOCK, "relay"), led(checkpoint_loop, CHECKPOINTER_LOCK, "checkpointer")],
         # The relay's checkpointer signs the log's head: a deployment without a key proves nothing.
         requires=("database_url", "checkpoint_key_file"),
