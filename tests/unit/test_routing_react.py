@@ -11,8 +11,7 @@ from uuid import UUID, uuid5
 import pytest
 
 from services.routing.handlers import react
-from services.routing.rules import Policy, WorkingCalendar, load_policy
-from shared.domain.calendar import load_calendar
+from services.routing.rules import Policy, WorkingCalendar
 from shared.domain.case import Case, Status, replay
 from shared.domain.events import (
     CaseDispatched,
@@ -27,16 +26,6 @@ from tests import examples
 
 EVENT_ID = UUID("00000000-0000-4000-8000-0000000000d1")
 GAS_ALARM = "gas_alarm"
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return load_policy()
-
-
-@pytest.fixture(scope="module")
-def calendar() -> WorkingCalendar:
-    return load_calendar()
 
 
 def delivered(event: CaseEvent, event_id: UUID = EVENT_ID) -> Delivered:
