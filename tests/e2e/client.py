@@ -27,7 +27,8 @@ from tests.eventually import eventually
 EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
 # What a client retries through: a service restarting, a view not caught up yet, a lost race.
 TRANSIENT = frozenset({404, 409, 500, 502, 503})
-# A driven case's steps, each exactly once however often a message was redelivered or a process died.
+# The closed loop's steps in order, each exactly once however often a message was redelivered or a
+# process died.
 ONCE = (
     "CaseReported",
     "CaseDispatched",
@@ -85,15 +86,9 @@ class Api:
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
             yield cls(session, info)
 
-    def token(
-        self,
-        role: Role,
-        sub: str = "",
-        department: str | None = None,
-        grids: tuple[str, ...] = (),
-        pii: bool = False,
-    ) -> str:
-        return token(self.info.jwt_secret, role, sub, department=department, grids=grids, pii=pii)
+    def token(self, role: Role, sub: str = "", **claims: Any) -> str:
+        """A token signed with the stack's secret (claims: department, grids, pii)."""
+        return token(self.info.jwt_secret, role, sub, **claims)
 
     async def call(
         self,
