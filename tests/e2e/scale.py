@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -129,8 +129,9 @@ async def stream_last_seq(nats_url: str, stream: str) -> int:
         return int((await js.stream_info(stream)).state.last_seq)
 
 
-async def stream_grew(nats_url: str, stream: str, past: int) -> bool:
-    return await stream_last_seq(nats_url, stream) > past
+async def past(count: Awaitable[int], mark: int) -> bool:
+    """Whether a count (the stream's, the log's) has gone past `mark`: a sign of progress to wait for."""
+    return await count > mark
 
 
 async def logged_event_count(database_url: str) -> int:

@@ -9,6 +9,7 @@ import pytest
 
 from ops.stack import SERVICES, Stack
 from tests.e2e.client import Api
+from tests.e2e.scale import logged_event_count, past
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -16,13 +17,15 @@ CASES = 24
 
 
 async def chaos(stack: Stack) -> list[str]:
-    """Kill each kind of process once in turn, then a few at random, restarting each."""
+    """Kill each kind of process once in turn, then a few at random, restarting each; each kill once the
+    log has grown since the last restart, so it finds cases in flight (a restart itself takes a while)."""
     killed: list[str] = []
+    url = stack.env["ADMIN_DATABASE_URL"]
     for name in [*SERVICES, *random.sample(SERVICES, 3)]:
-        await asyncio.sleep(0.5)
+        logged = await logged_event_count(url)
+        await eventually(lambda logged=logged: past(logged_event_count(url), logged), timeout=60)
         stack.process(name).kill()
         killed.append(name)
-        await asyncio.sleep(0.3)
         await asyncio.to_thread(stack.restart, name)
     return killed
 

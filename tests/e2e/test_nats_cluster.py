@@ -16,7 +16,7 @@ import pytest
 from ops.cluster import NatsCluster
 from ops.servers import Postgres
 from ops.stack import Stack
-from tests.e2e.scale import api_for, logged_event_count, scaled_stack, stream_grew, stream_last_seq, stream_messages
+from tests.e2e.scale import api_for, logged_event_count, past, scaled_stack, stream_last_seq, stream_messages
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,8 @@ async def test_killing_the_stream_leader_loses_and_doubles_nothing_and_the_node_
     before = await stream_last_seq(urls, stream)
 
     async def kill_the_leader() -> None:
-        await eventually(lambda: stream_grew(urls, stream, before), timeout=60)  # it stores this run's cases
+        # Once it stores this run's cases.
+        await eventually(lambda: past(stream_last_seq(urls, stream), before), timeout=60)
         cluster.kill(killed)
 
     async with api_for(stack) as api:
