@@ -104,3 +104,11 @@ def until_verifying() -> list[ev.CaseEvent]:
         case_handled(),
         verification_requested(),
     ]
+
+
+def verification_passed() -> ev.VerificationPassed:
+    return ev.VerificationPassed(case_id=CASE_ID, verification_id=VERIFICATION_ID, by="grid_worker:gw-1")
+
+
+def until_closed() -> list[ev.CaseEvent]:
+    return [*until_verifying(), verification_passed(), ev.CaseClosed(case_id=CASE_ID)]

@@ -26,10 +26,9 @@ import aiohttp
 import pytest
 
 from ops.cli_options import parse_time
-from ops.devsetup import load_dev_backend
 from ops.servers import free_port
-from ops.stack import SERVICES, load_secrets
-from tests.e2e.client import Api, StackInfo
+from ops.stack import SERVICES
+from tests.e2e.client import Api
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -180,14 +179,9 @@ def up() -> Iterator[Up]:
 
 @pytest.fixture
 async def api(up: Up) -> AsyncIterator[Api]:
-    info = StackInfo(
-        urls={service: f"http://127.0.0.1:{port}" for service, port in up.ports.items()},
-        jwt_secret=load_secrets(up.root).jwt_secret,  # the dev secrets `up` made in its folder
-        clock_file=up.root / "clock",
-        backend_key=load_dev_backend(up.root),
-    )
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield Api(session, info)
+    # The dev secrets and backend key `up` made in its folder.
+    async with Api.at(up.root, {service: f"http://127.0.0.1:{port}" for service, port in up.ports.items()}) as api:
+        yield api
 
 
 async def every_service_ready(api: Api) -> bool:

@@ -42,8 +42,8 @@ OUTAGE_NAKS = MAX_DELIVER + 2
 @pytest.fixture
 async def js(settings: Settings, store: EventStore) -> AsyncIterator[JetStreamContext]:
     """The session's database feeds the stream (through the relay); the consumer uses another."""
-    async with relaying(settings, store, "consumer-failures") as (_, js):
-        yield js
+    async with relaying(settings, store, "consumer-failures") as running:
+        yield running.js
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from shared.audit.chain import stream_findings
 from shared.store.eventstore import Checkpoint, ConcurrencyError, EventStore, RecordedEvent, case_stream
 from tests import examples
 from tests.conftest import Database
+from tests.eventually import eventually
 
 
 async def test_two_appends_at_the_same_expected_version_only_one_wins(store: EventStore) -> None:
@@ -310,14 +311,18 @@ async def test_begin_handling_reads_inbox_and_case_at_once_and_an_append_drops_t
     )
     event_id = uuid4()
     queries: list[str] = []
+    # Markers between the steps: the logger runs soon after each query (not during it), in order, so
+    # once it has the last marker it has every query before, and the markers show whose each one was.
+    after_begin, after_load = "SELECT 'after begin_handling'", "SELECT 'after load'"
     async with store.transaction() as tx:
         tx.conn.add_query_logger(lambda record: queries.append(record.query))
         assert await tx.begin_handling("tester", event_id, case_id) is False
-        await asyncio.sleep(0.05)  # the logger is called soon after, not during, the query
-        asked = len(queries)
+        await tx.conn.fetchval(after_begin)
         _, version = await tx.load(case_id)  # answered from begin_handling's read
-        await asyncio.sleep(0.05)
-        assert (asked, version, len(queries)) == (1, 1, 1)
+        await tx.conn.fetchval(after_load)
+        await eventually(lambda: after_load in queries)
+        asked = queries.index(after_begin)
+        assert (asked, version, len(queries)) == (1, 1, 3), queries  # one query, then none for the load
         await tx.append(stream, [examples.case_dispatched()], expected_version=1, metadata=examples.METADATA)
         assert [r.version for r in await tx.read_stream(stream)] == [1, 2]  # read again, own append included
         tx.inbox_on_commit = ("tester", event_id)

@@ -30,7 +30,7 @@ from shared.store.eventstore import EventStore, case_stream
 from tests import examples
 from tests.conftest import Database
 from tests.eventually import eventually
-from tests.relaying import relaying
+from tests.relaying import Relaying, relaying
 
 
 @pytest.fixture
@@ -67,9 +67,14 @@ async def stream_messages(settings: Settings) -> list[nats.aio.msg.Msg]:
 
 
 @pytest.fixture
-async def running_relay(relay_settings: Settings, store: EventStore) -> AsyncIterator[Relay]:
-    async with relaying(relay_settings, store, "relay-test") as (relay, _):
-        yield relay
+async def running(relay_settings: Settings, store: EventStore) -> AsyncIterator[Relaying]:
+    async with relaying(relay_settings, store, "relay-test") as running:
+        yield running
+
+
+@pytest.fixture
+def running_relay(running: Relaying) -> Relay:
+    return running.relay
 
 
 async def append_cases(store: EventStore, count: int) -> None:
@@ -103,14 +108,19 @@ async def test_events_are_published_once_in_log_order_as_cloudevents(
 
 
 async def test_events_appended_while_nats_is_down_arrive_once_after_it_restarts(
-    running_relay: Relay, relay_settings: Settings, store: EventStore, own_nats: NatsServer
+    running: Relaying, relay_settings: Settings, store: EventStore, own_nats: NatsServer
 ) -> None:
+    running_relay = running.relay
     await append_cases(store, 3)
     await eventually(lambda: running_relay.published == 6)
 
     own_nats.stop()
+    await eventually(lambda: running.nc.is_reconnecting)  # the relay's connection knows NATS is gone
     await append_cases(store, 4)
-    await asyncio.sleep(1.5)  # the relay tries, fails, and keeps its checkpoint
+    # The relay has tried: its batch waits in its connection (nats-py holds publishes while reconnecting)
+    # with no PubAck, so nothing more counts as published (nor moves the checkpoint).
+    await eventually(lambda: running.nc.pending_data_size > 0)
+    assert running_relay.published == 6
     own_nats.start()
 
     await eventually(lambda: running_relay.published == 14, timeout=30)
