@@ -26,8 +26,9 @@ import aiohttp
 import pytest
 
 from ops.cli_options import parse_time
-from ops.servers import free_port
+from ops.servers import Postgres, free_port
 from ops.stack import SERVICES
+from tests import folders
 from tests.e2e.client import Api
 from tests.eventually import eventually
 
@@ -132,7 +133,7 @@ class Up:
 
 @pytest.fixture(scope="module")
 def up() -> Iterator[Up]:
-    base = Path(tempfile.mkdtemp(prefix="caseloop-up-"))
+    base = folders.make("up")
     base.chmod(0o755)  # the PostgreSQL user (when run as root) reaches its data below
     ports = {service: free_port() for service in SERVICES}
     pg_port, nats_port = free_port(), free_port()
@@ -174,7 +175,8 @@ def up() -> Iterator[Up]:
             for pid, start in left.items():
                 if alive(pid, start):
                     os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
+        # `up`'s cluster (as root, its data and binaries live outside the folder) goes with it.
+        folders.done(base, postgres=Postgres(base / ".caseloop" / "postgres"))
 
 
 @pytest.fixture
