@@ -43,9 +43,11 @@ _counter = itertools.count(1)
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind() -> Iterator[None]:
-    """Set up first, so torn down last: by then every folder this session made must be gone."""
+    """Set up first, so torn down last: by then every folder this session made must be gone, root's
+    PostgreSQL homes (outside the temporary folder) included."""
+    homes_before = folders.postgres_homes()
     yield
-    left = folders.left_behind()
+    left = folders.left_behind() + folders.homes_left_behind(homes_before)
     assert not left, f"this session left folders behind: {', '.join(map(str, left))}"
 
 

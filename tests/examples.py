@@ -53,6 +53,7 @@ def case_dispatched(*departments: str, round: int = 1, **overrides: Any) -> ev.C
         departments=departments or ("sanitation",),
         priority="normal",
         policy_version="test-1",
+        verifier="grid_worker",
         by="rules",
     )
     return replace(event, **overrides)
@@ -103,3 +104,11 @@ def until_verifying() -> list[ev.CaseEvent]:
         case_handled(),
         verification_requested(),
     ]
+
+
+def verification_passed() -> ev.VerificationPassed:
+    return ev.VerificationPassed(case_id=CASE_ID, verification_id=VERIFICATION_ID, by="grid_worker:gw-1")
+
+
+def until_closed() -> list[ev.CaseEvent]:
+    return [*until_verifying(), verification_passed(), ev.CaseClosed(case_id=CASE_ID)]

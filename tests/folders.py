@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ops.servers import Postgres
+from ops.servers import HOMES, Postgres
 
 KEEP = "CASELOOP_KEEP"
 kept: list[Path] = []  # kept at the user's request, for the run's last line
@@ -59,6 +59,23 @@ def left_behind() -> list[Path]:
     """This process's folders still on disk, kept ones aside."""
     here = Path(tempfile.gettempdir()).glob(f"caseloop-*-{os.getpid()}-*")
     return sorted(path for path in {*here, *_done} if path.exists() and path not in kept)
+
+
+def postgres_homes() -> set[Path]:
+    """Root's PostgreSQL folders outside the checkout (ops.servers.HOMES), whoever made them."""
+    return set(HOMES.glob("pg-*")) if HOMES.is_dir() else set()
+
+
+def homes_left_behind(before: set[Path]) -> list[Path]:
+    """Root's PostgreSQL folders made since `before` whose cluster was this process's (its folder
+    names this pid) or whose folder is gone (nobody will remove them), kept ones aside."""
+    left = []
+    for home in sorted(postgres_homes() - before):
+        owner = home / "checkout"
+        checkout = owner.read_text().strip() if owner.exists() else ""
+        if home not in kept and (f"-{os.getpid()}-" in checkout or not Path(checkout).exists()):
+            left.append(home)
+    return left
 
 
 def last_line() -> str:

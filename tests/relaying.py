@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import NamedTuple
 
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from shared.base.config import Settings
@@ -14,10 +16,14 @@ from shared.messaging.relay import Relay
 from shared.store.eventstore import EventStore
 
 
+class Relaying(NamedTuple):
+    relay: Relay
+    js: JetStreamContext
+    nc: NATS  # the relay's own connection: what it knows of NATS, and what it holds back while NATS is gone
+
+
 @asynccontextmanager
-async def relaying(
-    settings: Settings, store: EventStore, name: str = "test"
-) -> AsyncIterator[tuple[Relay, JetStreamContext]]:
+async def relaying(settings: Settings, store: EventStore, name: str = "test") -> AsyncIterator[Relaying]:
     nc = await connect(settings, name)
     js = nc.jetstream()
     await ensure_stream(js, settings)
@@ -25,7 +31,7 @@ async def relaying(
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
-        yield relay, js
+        yield Relaying(relay, js, nc)
     finally:
         stop.set()
         await task

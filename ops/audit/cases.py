@@ -13,7 +13,7 @@ from shared.audit.chain import StreamHeads, by_stream
 from shared.audit.checkpointer import load_checkpoints
 from shared.audit.checkpoints import SignedCheckpoint
 from shared.audit.kpi import CaseFacts, facts
-from shared.store.eventstore import RecordedEvent, case_stream
+from shared.store.records import RecordedEvent, case_stream
 
 
 async def case_rows(url: str, case_id: UUID, as_of: datetime | None = None) -> list[RecordedEvent]:

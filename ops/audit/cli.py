@@ -30,7 +30,7 @@ from shared.audit.checkpointer import load_checkpoints
 from shared.audit.checkpoints import SignedCheckpoint, key_id, parse_public_key, public_key_text
 from shared.audit.kpi import kpis
 from shared.audit.timeline import Timeline, timeline
-from shared.store.eventstore import RecordedEvent
+from shared.store.records import RecordedEvent
 
 audit_app = typer.Typer(help="Auditors: timelines, tamper checks, exports, checkpoints, KPIs.", no_args_is_help=True)
 console = Console()

@@ -21,7 +21,7 @@ from services.intake.handlers import project_case
 from services.routing.handlers import project
 from services.verification.handlers import project_verification
 from shared.domain.case import NO_CASE, Case, evolve
-from shared.store.eventstore import _COLUMNS, RecordedEvent, _recorded
+from shared.store.records import COLUMNS, RecordedEvent, from_row
 
 # View name -> the service that owns it. `open_alarms` is intake's too.
 VIEWS = {
@@ -122,9 +122,9 @@ async def rebuild(
             await conn.execute(f"TRUNCATE {', '.join(tables)}")
             recorder, done, pending = Recorder(), 0, 0
             stream: list[RecordedEvent] = []
-            cursor = conn.cursor(f"SELECT {_COLUMNS} FROM events ORDER BY stream_id, version", prefetch=5000)
+            cursor = conn.cursor(f"SELECT {COLUMNS} FROM events ORDER BY stream_id, version", prefetch=5000)
             async for record in cursor:
-                row = _recorded(record)
+                row = from_row(record)
                 if stream and row.stream_id != stream[0].stream_id:
                     await project_stream(recorder, stream, set(tables))
                     done, pending, stream = done + len(stream), pending + 1, []

@@ -28,7 +28,7 @@ from shared.audit.checkpoints import (
 )
 from shared.base.config import env_value
 from shared.store.db import AUDITOR_ROLE, with_credentials
-from shared.store.eventstore import _COLUMNS, RecordedEvent, _recorded, case_stream
+from shared.store.records import COLUMNS, RecordedEvent, case_stream, from_row
 
 Progress = Callable[[int], None]  # called with the number of rows just read
 PG_PORT = 54329  # `caseloop up`'s default; the stack records the port it used in stack.json
@@ -82,12 +82,12 @@ async def read_log(conn: Any, *, stream_id: str | None = None, progress: Progres
     rows: list[RecordedEvent] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         cursor = await conn.cursor(
-            f"""SELECT {_COLUMNS} FROM events WHERE $1::text IS NULL OR stream_id = $1
+            f"""SELECT {COLUMNS} FROM events WHERE $1::text IS NULL OR stream_id = $1
                 ORDER BY events.tx, events.position""",
             stream_id,
         )
         while batch := await cursor.fetch(5000):
-            rows.extend(_recorded(r) for r in batch)
+            rows.extend(from_row(r) for r in batch)
             if progress:
                 progress(len(batch))
     return rows

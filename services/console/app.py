@@ -46,8 +46,7 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
 def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="console",
-        access={},  # none by bearer token: every route but sign-in and the files needs a session
-        routes=routes,
+        pages=routes,  # pages, files and forwarded calls: every one but sign-in and the files needs a session
         loops=[live.live_loop],
         requires=("jwt_secret", "console_session_key"),
         postgres=False,

@@ -12,10 +12,12 @@ from aiohttp import web
 
 from services.handling import api
 from services.handling.decide import AcceptTask, Command, CompleteTask, NoteTask, ReturnTask, decide
-from shared.domain.case import Case, Refused, replay
+from shared.domain.case import Case
+from shared.domain.events import CaseEvent
 from shared.messaging.bus import Delivered
 from shared.runtime.service import POOL, STORE
-from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
+from shared.store.commands import case_of, run_command
+from shared.store.eventstore import Metadata, Transaction
 from shared.web.access import can_act_for_department
 from shared.web.auth import Principal, Role, forbidden, principal_of
 from shared.web.http import ProblemError, decode_body, json_response, parse_query, uuid_param
@@ -30,10 +32,6 @@ def not_found() -> ProblemError:
     return ProblemError(404, "Not found", "no such task", kind="not-found")
 
 
-def conflict(reason: str) -> ProblemError:
-    return ProblemError(409, "Conflict", reason, kind="conflict")
-
-
 def check_department(principal: Principal, department: str) -> None:
     # Staff who read every task pass; a handler sees and acts on its own department's tasks only.
     # Another department's task is absent to it, not forbidden: no existence leak (as intake's cases).
@@ -43,7 +41,9 @@ def check_department(principal: Principal, department: str) -> None:
 
 
 async def _case_of_task(request: web.Request, task_id: UUID) -> UUID:
-    case_id: UUID | None = await request.app[POOL].fetchval("SELECT case_id FROM task_view WHERE task_id = $1", task_id)
+    # The log's own index (written with the TaskDispatched event), not task_view: a task the log
+    # holds is found at once, before this service's consumer has heard of it.
+    case_id = await case_of(request.app[STORE], task_id, "task")
     if case_id is None:
         raise not_found()
     return case_id
@@ -138,42 +138,34 @@ async def _command(request: web.Request, make: Callable[[UUID, UUID, str], Comma
     task_id = uuid_param(request)
     case_id = await _case_of_task(request, task_id)
     command = make(case_id, task_id, principal.actor)
-    for _ in range(5):
-        try:
-            async with request.app[STORE].transaction() as tx:
-                case, version = await tx.load(case_id)
-                task = case.task(task_id)
-                if task is None:
-                    raise not_found()
-                check_department(principal, task.department)
-                try:
-                    events = decide(case, command)
-                except Refused as exc:
-                    log.info("task_command_refused", command=type(command).__name__, task_id=str(task_id))
-                    raise conflict(exc.reason) from None
-                result = await tx.append(
-                    case_stream(case_id),
-                    events,
-                    expected_version=version,
-                    metadata=Metadata(correlation_id=uuid4(), actor=principal.actor),
-                )
-        except ConcurrencyError:
-            continue  # the case moved while we decided: reload and decide again
-        after = replay(events, case).task(task_id)
-        assert after is not None
-        log.info(
-            "task_command_decided",
-            command=type(command).__name__,
-            case_id=str(case_id),
-            task_id=str(task_id),
-            department=task.department,
-            new_events=[type(e).__name__ for e in events],
-        )
-        body = api.CommandResult(
-            task_id=task_id, case_id=case_id, version=result.version, status=str(after.status), changed=bool(events)
-        )
-        return json_response(body)
-    raise ProblemError(503, "Busy", "the case is changing fast; retry", headers={"Retry-After": "1"})
+
+    def decided(case: Case) -> list[CaseEvent]:
+        task = case.task(task_id)
+        if task is None:
+            raise not_found()
+        check_department(principal, task.department)
+        return decide(case, command)
+
+    metadata = Metadata(correlation_id=uuid4(), actor=principal.actor)
+    outcome = await run_command(request.app[STORE], case_id, decided, metadata=metadata)
+    after = outcome.case.task(task_id)
+    assert after is not None
+    log.info(
+        "task_command_decided",
+        command=type(command).__name__,
+        case_id=str(case_id),
+        task_id=str(task_id),
+        department=after.department,
+        new_events=[type(e).__name__ for e in outcome.events],
+    )
+    body = api.CommandResult(
+        task_id=task_id,
+        case_id=case_id,
+        version=outcome.version,
+        status=str(after.status),
+        changed=bool(outcome.events),
+    )
+    return json_response(body)
 
 
 # --- task_view, kept from the log -------------------------------------------------------

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import msgspec
 
+from shared.domain.area import street_of
 from shared.domain.case import CANCELLABLE, Case, Refused, Status
 from shared.domain.events import (
     AlarmRepeated,
@@ -67,7 +68,7 @@ def decide(case: Case, command: Command) -> list[CaseEvent]:
                     source=command.source,
                     category=command.category,
                     description=command.description,
-                    location=command.location,
+                    location=_located(command.location),
                     reported_at=command.reported_at,
                     occurred_at=command.occurred_at,
                     reporter=command.reporter,
@@ -98,3 +99,10 @@ def decide(case: Case, command: Command) -> list[CaseEvent]:
                     return []  # a retried rating
                 raise Refused("the case was rated already")
             return [CaseRated(case_id=command.case_id, score=command.score, comment=command.comment)]
+
+
+def _located(location: Location) -> Location:
+    """The report's location with the street its grid belongs to, unless it names one."""
+    if location.street or not location.grid:
+        return location
+    return msgspec.structs.replace(location, street=street_of(location.grid))

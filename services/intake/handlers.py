@@ -14,14 +14,15 @@ from aiohttp import web
 from services.intake import api, privacy
 from services.intake.decide import CancelCase, RateCase, RepeatAlarm, ReportCase, decide
 from shared.domain.case import Case, Refused, replay
-from shared.domain.events import AlarmRepeated, Attachment, Device, Location
+from shared.domain.events import AlarmRepeated, Attachment, CaseEvent, Device, Location
 from shared.messaging.bus import Delivered
 from shared.personal.pii import Reporter, Vault
 from shared.runtime.service import CLOCK, POOL, STORE
+from shared.store.commands import retrying, run_command
 from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
 from shared.web.access import can_read_case
 from shared.web.auth import Principal, Role, forbidden, principal_of
-from shared.web.http import ProblemError, decode_body, json_response, parse_query, uuid_param
+from shared.web.http import ProblemError, decode_body, invalid, json_response, parse_query, uuid_param
 from shared.web.paging import Page
 from shared.web.ratelimit import LOCAL
 
@@ -29,19 +30,14 @@ log = structlog.get_logger()
 VAULT = web.AppKey("vault", Vault)
 CONSUMER = "intake"
 _encoder = msgspec.json.Encoder()
-_STREET_OF_GRID_SEPARATOR = "-"
 
 
-class _KeyTaken(Exception):
-    """Another request with the same Idempotency-Key committed first."""
+class _KeyTaken(ConcurrencyError):
+    """Another request with the same Idempotency-Key committed first: look for its answer, or try again."""
 
 
 def not_found() -> ProblemError:
     return ProblemError(404, "Not found", "no such case", kind="not-found")
-
-
-def conflict(reason: str) -> ProblemError:
-    return ProblemError(409, "Conflict", reason, kind="conflict")
 
 
 def metadata_for(principal: Principal, correlation_id: UUID | None = None) -> Metadata:
@@ -75,7 +71,6 @@ async def post_report(request: web.Request) -> web.Response:
         description=report.description,
         location=Location(
             grid=report.location.grid,
-            street=_street_of(report.location.grid),
             lat=report.location.lat,
             lon=report.location.lon,
             address=report.location.address,
@@ -87,15 +82,19 @@ async def post_report(request: web.Request) -> web.Response:
         attachments=tuple(Attachment(url=a.url, sha256=a.sha256, media_type=a.media_type) for a in report.attachments),
         device=Device(id=report.device.id, alarm=report.device.alarm) if report.device else None,
     )
-    for _ in range(8):
+
+    async def record() -> tuple[int, api.ReportAccepted] | web.Response:
         try:
-            status, accepted = await _record_report(request, principal, command, key, fingerprint)
-            break
-        except (ConcurrencyError, _KeyTaken):
+            return await _record_report(request, principal, command, key, fingerprint)
+        except ConcurrencyError:
             if key and (stored := await _stored_answer(request, principal.sub, key, fingerprint)):
-                return stored
-    else:
-        raise ProblemError(503, "Busy", "the case is changing fast; retry", headers={"Retry-After": "1"})
+                return stored  # the same request, committed first by a twin
+            raise
+
+    recorded = await retrying(record)
+    if isinstance(recorded, web.Response):
+        return recorded
+    status, accepted = recorded
     log.info("report_recorded", case_id=str(accepted.case_id), merged=accepted.merged, category=command.category)
     return json_response(accepted, status=status, headers={"Location": f"/v1/cases/{accepted.case_id}"})
 
@@ -103,26 +102,9 @@ async def post_report(request: web.Request) -> web.Response:
 def _check_report(report: api.ReportIn) -> None:
     location = report.location
     if location.grid is None and (location.lat is None or location.lon is None):
-        raise ProblemError(
-            422,
-            "Invalid request body",
-            "a location needs a grid, or both lat and lon",
-            errors=[{"pointer": "/location", "message": "a grid, or both lat and lon, is required"}],
-            kind="invalid-body",
-        )
+        raise invalid("a location needs a grid, or both lat and lon", at="/location")
     if report.source == "sensor" and report.device is None:
-        raise ProblemError(
-            422,
-            "Invalid request body",
-            "a sensor report names its device",
-            errors=[{"pointer": "/device", "message": "required when source is sensor"}],
-            kind="invalid-body",
-        )
-
-
-def _street_of(grid: str | None) -> str | None:
-    # Grid codes start with their street's code (wenfeng-tianehu-01): a convention of the area data.
-    return grid.split(_STREET_OF_GRID_SEPARATOR, 1)[0] if grid else None
+        raise invalid("a sensor report names its device", at="/device")
 
 
 async def _record_report(
@@ -316,25 +298,16 @@ async def rate_case(request: web.Request) -> web.Response:
 
 async def _command(request: web.Request, principal: Principal, make: Any) -> web.Response:
     case_id = uuid_param(request)
-    store = request.app[STORE]
-    for _ in range(5):
-        case, version = await store.load(case_id)
+
+    def decided(case: Case) -> list[CaseEvent]:
         if not case.exists or not can_read_case(principal, case):
             raise not_found()
         if principal.role is Role.REPORTER_BACKEND and case.created_by != principal.sub:
             raise forbidden("only the backend that reported a case may do this")
-        try:
-            events = decide(case, make(case_id))
-        except Refused as exc:
-            raise conflict(exc.reason) from None
-        try:
-            result = await store.append(
-                case_stream(case_id), events, expected_version=version, metadata=metadata_for(principal)
-            )
-        except ConcurrencyError:
-            continue
-        return json_response({"case_id": str(case_id), "version": result.version, "changed": bool(events)})
-    raise ProblemError(503, "Busy", "the case is changing fast; retry", headers={"Retry-After": "1"})
+        return decide(case, make(case_id))
+
+    outcome = await run_command(request.app[STORE], case_id, decided, metadata=metadata_for(principal))
+    return json_response({"case_id": str(case_id), "version": outcome.version, "changed": bool(outcome.events)})
 
 
 # --- the case list, kept from the log ---------------------------------------------------

@@ -1,4 +1,8 @@
-"""The relay process: the log to JetStream, with health endpoints like every service."""
+"""The relay process: the log to JetStream, with health endpoints like every service.
+
+Its two loops, the relay and the checkpointer, each run on one replica at a time under a leader
+lock of their own (`led`, the one election mechanism); the others wait as standbys.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from shared.audit.checkpointer import Checkpointer
 from shared.audit.checkpoints import load_key
 from shared.base.config import Settings
 from shared.messaging.relay import Relay
+from shared.runtime.leader import CHECKPOINTER_LOCK, RELAY_LOCK, led
 from shared.runtime.service import CLOCK, JS, SETTINGS, STORE, ServiceSpec
 
 
@@ -27,7 +32,7 @@ async def relay_loop(app: web.Application, stop: asyncio.Event) -> None:
 
 
 async def checkpoint_loop(app: web.Application, stop: asyncio.Event) -> None:
-    """Sign the whole log's head every N events or M seconds (only the active checkpointer signs)."""
+    """Sign the whole log's head every N events or M seconds."""
     settings = app[SETTINGS]
     checkpointer = Checkpointer(
         app[STORE],
@@ -42,9 +47,7 @@ async def checkpoint_loop(app: web.Application, stop: asyncio.Event) -> None:
 def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="relay",
-        access={},
-        routes=lambda app: None,
-        loops=[relay_loop, checkpoint_loop],
+        loops=[led(relay_loop, RELAY_LOCK, "relay"), led(checkpoint_loop, CHECKPOINTER_LOCK, "checkpointer")],
         # The relay's checkpointer signs the log's head: a deployment without a key proves nothing.
         requires=("database_url", "checkpoint_key_file"),
     )

@@ -34,6 +34,7 @@ class Dispatch(msgspec.Struct, frozen=True, kw_only=True):
     tasks: tuple[TaskAssignment, ...]
     priority: str
     policy_version: str
+    verifier: str  # who verifies the round's work, by the policy: "grid_worker" | "reporter"
     by: str
     reason_if_none: str = "no routing rule matches"
 
@@ -146,6 +147,7 @@ def _dispatch(case: Case, command: Dispatch) -> list[CaseEvent]:
         priority=command.priority,
         policy_version=command.policy_version,
         by=command.by,
+        verifier=command.verifier,
     )
     return [started, *dispatched]
 

@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from services.routing.decide import CheckDeadlines, Dispatch, Redispatch, decide, next_check
-from services.routing.planning import assignments, rule_for, tried_departments
+from services.routing.planning import assignments, rule_for, tried_departments, verifier_for
 from services.routing.rules import Policy, WorkingCalendar
 from shared.domain.case import Case, Status, replay
 from shared.domain.events import (
@@ -26,7 +26,8 @@ from shared.domain.events import (
 )
 from shared.messaging.bus import Delivered
 from shared.runtime.service import CLOCK, POOL, SETTINGS, STORE
-from shared.store.eventstore import ConcurrencyError, Metadata, Transaction, case_stream
+from shared.store.commands import Busy, run_command
+from shared.store.eventstore import Metadata, Transaction, case_stream
 
 log = structlog.get_logger()
 CONSUMER = "routing"
@@ -92,6 +93,7 @@ def _dispatch(case: Case, tasks: Any, policy: Policy, priority: str, reason: str
         tasks=tasks,
         priority=priority,
         policy_version=policy.version,
+        verifier=verifier_for(rule_for(policy, case), case.category),
         by="rules",
         reason_if_none=reason,
     )
@@ -165,35 +167,28 @@ def _deadline_event_id(event: CaseEvent) -> UUID:
 
 async def check_case_deadlines(app: web.Application, case_id: UUID) -> list[CaseEvent]:
     store, now = app[STORE], app[CLOCK]()
-    for _ in range(5):
-        try:
-            async with store.transaction() as tx:
-                case, version = await tx.load(case_id)
-                events = decide(case, CheckDeadlines(case_id=case_id, now=now)) if case.exists else []
-                if events:
-                    meta = Metadata(correlation_id=case_id, actor=ACTOR)
-                    result = await tx.append(
-                        case_stream(case_id),
-                        events,
-                        expected_version=version,
-                        metadata=meta,
-                        event_ids=[_deadline_event_id(e) for e in events],
-                    )
-                    case, version = replay(events, case), result.version
-                if case.exists:
-                    await project(tx.conn, case, version, now)
-            for event in events:
-                log.info(
-                    "deadline_fired",
-                    case_id=str(case_id),
-                    step=type(event).__name__,
-                    task_id=str(getattr(event, "task_id", "")),
-                    kind=getattr(event, "kind", ""),
-                )
-            return events
-        except ConcurrencyError:
-            continue
-    return []
+
+    async def projected(tx: Transaction, case: Case, version: int) -> None:
+        if case.exists:
+            await project(tx.conn, case, version, now)
+
+    outcome = await run_command(
+        store,
+        case_id,
+        lambda case: decide(case, CheckDeadlines(case_id=case_id, now=now)) if case.exists else [],
+        metadata=Metadata(correlation_id=case_id, actor=ACTOR),
+        event_ids=lambda events: [_deadline_event_id(e) for e in events],
+        after=projected,
+    )
+    for event in outcome.events:
+        log.info(
+            "deadline_fired",
+            case_id=str(case_id),
+            step=type(event).__name__,
+            task_id=str(getattr(event, "task_id", "")),
+            kind=getattr(event, "kind", ""),
+        )
+    return outcome.events
 
 
 async def deadline_watcher(app: web.Application, stop: asyncio.Event) -> None:
@@ -203,7 +198,10 @@ async def deadline_watcher(app: web.Application, stop: asyncio.Event) -> None:
         now = app[CLOCK]()
         due = await app[POOL].fetch("SELECT DISTINCT case_id FROM routing_tasks WHERE next_check <= $1 LIMIT 500", now)
         for row in due:
-            await check_case_deadlines(app, row["case_id"])
+            try:
+                await check_case_deadlines(app, row["case_id"])
+            except Busy:  # still due: the next round checks it again
+                log.warning("deadline_check_busy", case_id=str(row["case_id"]))
         if len(due) < 500:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)

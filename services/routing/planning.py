@@ -22,6 +22,8 @@ DEFAULT_RULE = Rule(
     verify_by="grid_worker",
     fallbacks=(),
 )
+# Categories the reporter verifies even under a policy that has no rule for them.
+REPORTER_CONFIRMED = frozenset({"noise_complaint", "neighbour_dispute"})
 
 
 def assignments(
@@ -47,6 +49,16 @@ def assignments(
         )
         for department in dict.fromkeys(departments)
     )
+
+
+def verifier_for(rule: Rule | None, category: str) -> str:
+    """Who verifies the work of a dispatch: its rule's verifier.
+
+    Without a rule, the grid worker, except for the complaints only their reporter can confirm.
+    """
+    if rule is not None:
+        return rule.verify_by
+    return "reporter" if category in REPORTER_CONFIRMED else "grid_worker"
 
 
 def rule_for(policy: Policy, case: Case) -> Rule | None:

@@ -11,14 +11,15 @@ from typing import Any
 
 import msgspec
 
+from shared.domain.area import street_of
 from shared.domain.calendar import WorkingCalendar, load_calendar
+from shared.domain.events import VERIFIERS
 
 __all__ = ["STREET_TEAM", "Category", "Deadlines", "Policy", "Rule", "WorkingCalendar", "load_calendar", "load_policy"]
 
 STREET_TEAM = "enforcement_{street}"  # resolved to the case's street's own enforcement team
 NO_STREET_TEAM = "city_management"  # who takes street-team work when the street is unknown
 PRIORITIES = ("urgent", "high", "normal", "low")
-VERIFIERS = ("grid_worker", "reporter")
 
 
 class Category(msgspec.Struct, frozen=True):
@@ -91,12 +92,7 @@ class Policy:
 
     def street_of(self, grid: str | None) -> str | None:
         """The street of a grid; an unlisted grid named <street>-… belongs to that street."""
-        if not grid:
-            return None
-        if grid in self.grids:
-            return self.grids[grid]
-        prefix = grid.split("-", 1)[0]
-        return prefix if prefix in self.streets else None
+        return street_of(grid, self.grids, self.streets)
 
     def next_department(self, category: str, street: str | None, tried: Collection[str]) -> str | None:
         """The first department the rule names (lead, co, then fallbacks) not in `tried`.

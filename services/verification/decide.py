@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
 from uuid import UUID, uuid5
 
 import msgspec
 
 from shared.domain.case import Case, Refused, Status, TaskStatus
 from shared.domain.events import (
+    VERIFIERS,
     Attachment,
     CaseClosed,
     CaseEvent,
@@ -19,7 +19,6 @@ from shared.domain.events import (
     VerificationRequested,
 )
 
-Kind = Literal["grid_worker", "reporter"]
 BY_DEFAULT = "system:default"
 
 
@@ -29,8 +28,9 @@ def verification_id_for(case_id: UUID, round_: int) -> UUID:
 
 
 class RequestVerification(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask whoever the case's dispatch named (its `verifier`) to verify the handled work."""
+
     case_id: UUID
-    kind: Kind
     now: datetime
     respond_within: timedelta
     verification_id: UUID | None = None  # None: derived from the case and its round
@@ -68,14 +68,16 @@ def _request(case: Case, command: RequestVerification) -> list[CaseEvent]:
         return []  # not handled yet, already verifying, or ended
     if case.verification is not None and case.verification.round == case.round:
         return []  # this round has its verification
+    if case.verifier not in VERIFIERS:
+        raise Refused(f"the case's dispatch names no verifier this service knows: {case.verifier!r}")
     return [
         VerificationRequested(
             case_id=command.case_id,
             verification_id=command.verification_id or verification_id_for(command.case_id, case.round),
             round=case.round,
-            kind=command.kind,
+            kind=case.verifier,
             grid=case.location.grid,
-            respond_by=command.now + command.respond_within if command.kind == "reporter" else None,
+            respond_by=command.now + command.respond_within if case.verifier == "reporter" else None,
         )
     ]
 

@@ -14,13 +14,13 @@ from aiohttp import web
 
 from services.verification import api
 from services.verification.decide import CloseByDefault, RecordVerification, RequestVerification, decide
-from services.verification.rules import KindOf
 from shared.base.clock import Clock
-from shared.domain.case import Case, Refused, replay
-from shared.domain.events import Attachment, CaseHandled
+from shared.domain.case import Case, replay
+from shared.domain.events import Attachment, CaseEvent, CaseHandled
 from shared.messaging.bus import Delivered
 from shared.runtime.service import CLOCK, POOL, SETTINGS, STORE
-from shared.store.eventstore import ConcurrencyError, EventStore, Metadata, Transaction, case_stream
+from shared.store.commands import Busy, case_of, run_command
+from shared.store.eventstore import EventStore, Metadata, RecordedEvent, Transaction, case_stream
 from shared.web.access import can_verify_in
 from shared.web.auth import Principal, Role, forbidden, principal_of
 from shared.web.http import ProblemError, decode_body, invalid, json_response, parse_query, uuid_param
@@ -29,7 +29,6 @@ from shared.web.paging import Page
 log = structlog.get_logger()
 CONSUMER = "verification"
 ACTOR = "service:verification"
-KIND_OF: web.AppKey[KindOf] = web.AppKey("kind_of")
 RESPOND_WITHIN = web.AppKey("respond_within", timedelta)
 
 
@@ -40,12 +39,12 @@ def not_found() -> ProblemError:
 # --- reading verifications ------------------------------------------------------------
 
 
-def _visible(principal: Principal, row: Any) -> bool:
+def _visible(principal: Principal, grid: str | None, created_by: str) -> bool:
     match principal.role:
         case Role.GRID_WORKER:
-            return row["grid"] in principal.grids
+            return grid in principal.grids
         case Role.REPORTER_BACKEND:
-            return bool(row["created_by"] == principal.sub)
+            return created_by == principal.sub
         case _:
             return True  # dispatchers, supervisors, auditors (the access table keeps out the rest)
 
@@ -54,7 +53,7 @@ async def get_verification(request: web.Request) -> web.Response:
     row = await request.app[POOL].fetchrow(
         "SELECT * FROM verification_view WHERE verification_id = $1", uuid_param(request)
     )
-    if row is None or not _visible(principal_of(request), row):
+    if row is None or not _visible(principal_of(request), row["grid"], row["created_by"]):
         raise not_found()  # absent, not forbidden: no existence leak
     return json_response(api.verification_out(row))
 
@@ -95,13 +94,17 @@ async def fail_verification(request: web.Request) -> web.Response:
     return await _record(request, principal, passed=False, reason=body.reason, evidence=evidence)
 
 
-def _check_may_record(principal: Principal, row: Any) -> None:
-    if not _visible(principal, row):
+def _check_may_record(principal: Principal, case: Case, verification_id: UUID) -> None:
+    # The case's verification is this one, or one of an earlier round (decide() refuses that:
+    # its grid was the case's, and only the current one's kind matters).
+    current = case.verification if case.verification and case.verification.id == verification_id else None
+    grid = current.grid if current else case.location.grid
+    if not _visible(principal, grid, case.created_by):
         raise not_found()  # another grid's or another backend's: absent, not forbidden (no existence leak)
     match principal.role:
-        case Role.GRID_WORKER if not can_verify_in(principal, row["grid"]):
+        case Role.GRID_WORKER if not can_verify_in(principal, grid):
             raise forbidden("only a grid worker of the case's grid may verify it")
-        case Role.REPORTER_BACKEND if row["kind"] != "reporter":
+        case Role.REPORTER_BACKEND if current and current.kind != "reporter":
             raise forbidden("a reporter may confirm only reporter confirmations of cases it reported")
 
 
@@ -109,62 +112,54 @@ async def _record(
     request: web.Request, principal: Principal, *, passed: bool, reason: str, evidence: tuple[Attachment, ...]
 ) -> web.Response:
     verification_id = uuid_param(request)
-    row = await request.app[POOL].fetchrow(
-        "SELECT * FROM verification_view WHERE verification_id = $1", verification_id
-    )
-    if row is None:
+    # The log's own index, not verification_view: a verification the log holds is found at once.
+    case_id = await case_of(request.app[STORE], verification_id, "verification")
+    if case_id is None:
         raise not_found()
-    _check_may_record(principal, row)
     command = RecordVerification(
-        case_id=row["case_id"],
+        case_id=case_id,
         verification_id=verification_id,
         by=principal.actor,
         passed=passed,
         reason=reason,
         evidence=evidence,
     )
-    metadata = Metadata(correlation_id=uuid4(), actor=principal.actor)
+
+    def decided(case: Case) -> list[CaseEvent]:
+        _check_may_record(principal, case, verification_id)
+        return decide(case, command)
+
     clock = request.app[CLOCK]
-    for _ in range(5):
-        try:
-            async with request.app[STORE].transaction() as tx:
-                case, version = await tx.load(command.case_id)
-                try:
-                    events = decide(case, command)
-                except Refused as exc:
-                    raise ProblemError(409, "Conflict", exc.reason, kind="conflict") from None
-                result = await tx.append(
-                    case_stream(command.case_id), events, expected_version=version, metadata=metadata
-                )
-                case = replay(events, case)
-                await project_verification(tx.conn, case, result.version, clock())
-        except ConcurrencyError:
-            continue
-        assert case.verification is not None
-        log.info(
-            "verification_recorded",
-            case_id=str(command.case_id),
-            verification_id=str(verification_id),
-            passed=command.passed,
-            changed=bool(events),
-        )
-        recorded = api.Recorded(
-            verification_id=verification_id,
-            case_id=command.case_id,
-            version=result.version,
-            outcome=case.verification.outcome,
-            changed=bool(events),
-        )
-        return json_response(recorded)
-    raise ProblemError(503, "Busy", "the case is changing fast; retry", headers={"Retry-After": "1"})
+    outcome = await run_command(
+        request.app[STORE],
+        case_id,
+        decided,
+        metadata=Metadata(correlation_id=uuid4(), actor=principal.actor),
+        after=lambda tx, case, version: project_verification(tx.conn, case, version, clock()),
+    )
+    verification = outcome.case.verification
+    assert verification is not None
+    log.info(
+        "verification_recorded",
+        case_id=str(case_id),
+        verification_id=str(verification_id),
+        passed=command.passed,
+        changed=bool(outcome.events),
+    )
+    recorded = api.Recorded(
+        verification_id=verification_id,
+        case_id=case_id,
+        version=outcome.version,
+        outcome=verification.outcome,
+        changed=bool(outcome.events),
+    )
+    return json_response(recorded)
 
 
 # --- the consumer: request on CaseHandled, keep the read model ------------------------
 
 
-async def on_case_event(
-    tx: Transaction, msg: Delivered, *, kind_of: KindOf, respond_within: timedelta, clock: Clock
-) -> None:
+async def on_case_event(tx: Transaction, msg: Delivered, *, respond_within: timedelta, clock: Clock) -> None:
     """CaseHandled asks for a verification; every subscribed event refreshes the read model."""
     case, version = await tx.load(msg.case_id)
     if not case.exists:
@@ -172,7 +167,6 @@ async def on_case_event(
     if isinstance(msg.event, CaseHandled):
         command = RequestVerification(
             case_id=msg.case_id,
-            kind=kind_of(case.category, case.location.street),
             now=clock(),
             respond_within=respond_within,
         )
@@ -189,7 +183,7 @@ async def on_case_event(
         log.info(
             "verification_requested" if events else "verification_not_requested",
             case_id=str(msg.case_id),
-            kind=command.kind,
+            kind=case.verifier,
             status=str(case.status),
         )
     await project_verification(tx.conn, case, version, clock())
@@ -243,35 +237,28 @@ async def close_due_verifications(store: EventStore, now: datetime, limit: int =
 
 
 async def close_by_default(store: EventStore, case_id: UUID, verification_id: UUID, now: datetime) -> bool:
-    for _ in range(5):
-        try:
-            async with store.transaction() as tx:
-                records = await tx.read_stream(case_stream(case_id))
-                case = replay(r.event() for r in records)
-                version = records[-1].version if records else 0
-                current = case.verification is not None and case.verification.id == verification_id
-                events = decide(case, CloseByDefault(case_id=case_id, now=now)) if current else []
-                if events:
-                    requested = next(r for r in reversed(records) if r.type == "VerificationRequested")
-                    metadata = Metadata(
-                        correlation_id=records[-1].metadata.correlation_id,
-                        causation_id=requested.event_id,
-                        actor=ACTOR,
-                    )
-                    # Ids fixed by the verification: two timers, or one restarted, append once.
-                    ids = [uuid5(verification_id, f"default-close:{i}") for i in range(len(events))]
-                    result = await tx.append(
-                        case_stream(case_id), events, expected_version=version, metadata=metadata, event_ids=ids
-                    )
-                    case, version = replay(events, case), result.version
-                    events = [] if result.duplicate else events
-                await project_verification(tx.conn, case, version, now)  # a stale row is corrected too
-        except ConcurrencyError:
-            continue
-        if events:
-            log.info("verification_closed_by_default", case_id=str(case_id), verification_id=str(verification_id))
-        return bool(events)
-    return False
+    def decided(case: Case) -> list[CaseEvent]:
+        current = case.verification is not None and case.verification.id == verification_id
+        return decide(case, CloseByDefault(case_id=case_id, now=now)) if current else []
+
+    def caused(records: list[RecordedEvent]) -> Metadata:
+        requested = next(r for r in reversed(records) if r.type == "VerificationRequested")
+        return Metadata(
+            correlation_id=records[-1].metadata.correlation_id, causation_id=requested.event_id, actor=ACTOR
+        )
+
+    outcome = await run_command(
+        store,
+        case_id,
+        decided,
+        metadata=caused,
+        # Ids fixed by the verification: two timers, or one restarted, append once.
+        event_ids=lambda events: [uuid5(verification_id, f"default-close:{i}") for i in range(len(events))],
+        after=lambda tx, case, version: project_verification(tx.conn, case, version, now),  # a stale row too
+    )
+    if outcome.events:
+        log.info("verification_closed_by_default", case_id=str(case_id), verification_id=str(verification_id))
+    return bool(outcome.events)
 
 
 async def default_close_loop(app: web.Application, stop: asyncio.Event) -> None:
@@ -279,7 +266,7 @@ async def default_close_loop(app: web.Application, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await close_due_verifications(store, clock())
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, asyncpg.PostgresError, Busy) as exc:  # the next round tries again
             log.warning("default_close_failed", error=str(exc) or type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)

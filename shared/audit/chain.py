@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
-from shared.store.eventstore import GENESIS, RecordedEvent, recorded_hash
+from shared.store.hashchain import GENESIS, recorded_hash
+from shared.store.records import RecordedEvent
 
 _json = msgspec.json.Encoder()
 StreamHeads = dict[str, tuple[int, str]]  # stream_id -> (version, hash hex)

@@ -1,9 +1,11 @@
 """The checkpointer: every N events or M seconds, sign the whole log's head and store it in log_checkpoints.
 
-It runs in the relay process. One is active at a time (its own advisory lock, like the relay's);
-a standby waits. It reads the log with `read_all` (below the transaction horizon, in (tx,
-position) order), so a checkpoint always covers a prefix of the log that can no longer grow in
-the middle.
+It runs in the relay process. `Checkpointer.run` signs until told to stop; keeping it to one
+active signer among replicas is the caller's business (the relay service runs it under the
+leader lock every leader loop uses), and a second signer at once would only find its sequence
+number taken and take up from the stored checkpoint. It reads the log with `read_all` (below
+the transaction horizon, in (tx, position) order), so a checkpoint always covers a prefix of
+the log that can no longer grow in the middle.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import contextlib
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -21,11 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from shared.audit.chain import StreamHeads, next_head, streams_root
 from shared.audit.checkpoints import SignedCheckpoint, key_id, public_bytes, sign
 from shared.base.clock import Clock, system_clock
-from shared.store.db import release_session_lock
 from shared.store.eventstore import GENESIS, Checkpoint, EventStore
 
 log = structlog.get_logger()
-_CHECKPOINT_LOCK = 0x636B_7074  # "ckpt"
 _streams_decoder = msgspec.json.Decoder(StreamHeads)
 
 
@@ -73,7 +72,6 @@ class Checkpointer:
         self.clock = clock
         self.batch = batch
         self.last: SignedCheckpoint | None = None
-        self.active = False
         self._reset()
 
     def _reset(self) -> None:
@@ -163,39 +161,15 @@ class Checkpointer:
         return await self.seal() if self.pending > 0 else None
 
     async def run(self, stop: asyncio.Event, interval: float = 0.5) -> None:
-        """Lead (advisory lock) and checkpoint until `stop` is set."""
+        """Take up from the last stored checkpoint, then checkpoint until `stop` is set."""
+        await self.load()
         while not stop.is_set():
-            try:
-                async with self.store.pool.acquire() as lock_conn:
-                    if not await _lead(lock_conn, stop):
-                        return
-                    self.active = True
-                    try:
-                        await self.load()
-                        while not stop.is_set():
-                            while await self.read() and not self.due(self.clock()):
-                                pass
-                            if self.due(self.clock()):
-                                await self.seal()
-                                continue
-                            await lock_conn.fetchval("SELECT 1")  # still leading?
-                            await _sleep(stop, interval)
-                    finally:
-                        self.active = False
-                        with contextlib.suppress(Exception):
-                            await release_session_lock(lock_conn, _CHECKPOINT_LOCK)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("checkpointer_database_unavailable", error=str(exc))
-                await _sleep(stop, 1.0)
-
-
-async def _lead(conn: Any, stop: asyncio.Event) -> bool:
-    while not stop.is_set():
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _CHECKPOINT_LOCK):
-            log.info("checkpointer_active")
-            return True
-        await _sleep(stop, 0.5)
-    return False
+            while await self.read() and not self.due(self.clock()):
+                pass
+            if self.due(self.clock()):
+                await self.seal()
+                continue
+            await _sleep(stop, interval)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from shared.audit.chain import Finding, StreamHeads, next_head, streams_root
-from shared.store.eventstore import GENESIS, Checkpoint, RecordedEvent
+from shared.store.hashchain import GENESIS
+from shared.store.records import Checkpoint, RecordedEvent
 
 _json = msgspec.json.Encoder()
 

@@ -14,7 +14,7 @@ import msgspec
 
 from shared.audit.chain import Finding, StreamHeads, leaf, merkle_proof, root_from_proof, stream_findings
 from shared.audit.checkpoints import SignedCheckpoint, key_id, public_key_text, signature_valid
-from shared.store.eventstore import RecordedEvent
+from shared.store.records import RecordedEvent
 
 FORMAT = "caseloop-case-export-v1"
 

@@ -32,7 +32,7 @@ from shared.domain.events import (
     VerificationFailed,
     VerificationPassed,
 )
-from shared.store.eventstore import RecordedEvent
+from shared.store.records import RecordedEvent
 
 
 class CaseFacts(msgspec.Struct, frozen=True, kw_only=True):

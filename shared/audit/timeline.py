@@ -23,7 +23,7 @@ from shared.domain.events import (
     VerificationPassed,
     VerificationRequested,
 )
-from shared.store.eventstore import RecordedEvent
+from shared.store.records import RecordedEvent
 
 
 def event_time(event: CaseEvent) -> datetime | None:

@@ -133,6 +133,7 @@ class Case(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     round: int = 0
     priority: str = ""
     policy_version: str = ""
+    verifier: str = ""  # who verifies the work, named by the latest dispatch: "grid_worker" | "reporter"
     departments: tuple[str, ...] = ()  # the departments of the current round
     tasks: tuple[Task, ...] = ()  # every task ever dispatched, in dispatch order
     returns: int = 0  # tasks returned "not ours", all rounds
@@ -248,6 +249,7 @@ def evolve(case: Case, event: CaseEvent) -> Case:
                 departments=event.departments,
                 priority=event.priority,
                 policy_version=event.policy_version,
+                verifier=event.verifier,
                 queued_reason="",
             )
         case TaskDispatched(task=assignment, replaces=replaced):

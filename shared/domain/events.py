@@ -1,21 +1,24 @@
 """Every case event: msgspec Structs in one tagged union, and their codec.
 
 Schema evolution rules (msgspec's): never rename an event class (the class name is the
-stored tag), new fields get defaults, field types never change. A breaking change gets a
-new `schema_version` and an upcaster in `UPCASTERS`, applied on read.
+stored tag), new fields get defaults, field types never change. A change that old payloads
+cannot meet (a new field without a default, a new meaning) bumps that type's
+`schema_version` and adds an upcaster to `UPCASTERS` (upcasters.py), which lifts the old
+payloads as they are decoded (versioning.py). Each event is stored, and published as
+`caseloop.<Type>.v<schema_version>`, with the schema version of its type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import ClassVar
 from uuid import UUID
 
 import msgspec
 
-SCHEMA_VERSION = 1
+from shared.domain import upcasters
+from shared.domain.versioning import Upcaster, VersionedDecoder
 
 
 class Source(StrEnum):
@@ -67,6 +70,8 @@ class TaskAssignment(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True, gc=False):
+    # The version of this type's stored shape, stored beside `encode(event)`; bumped with an upcaster.
+    schema_version: ClassVar[int] = 1
     case_id: UUID
 
 
@@ -122,13 +127,22 @@ class CaseQueued(Event, frozen=True):
     reason: str
 
 
-class CaseDispatched(Event, frozen=True):
-    """A round begins: the departments named here each get a TaskDispatched beside it."""
+VERIFIERS = ("grid_worker", "reporter")  # whom a dispatch may name to verify its work
 
+
+class CaseDispatched(Event, frozen=True):
+    """A round begins: the departments named here each get a TaskDispatched beside it.
+
+    v2 records who verifies the round's work, by the policy that made the dispatch; a v1
+    payload gets it from the rules of the policy version it records (upcasters.py).
+    """
+
+    schema_version: ClassVar[int] = 2
     round: int
     departments: tuple[str, ...]
     priority: str
     policy_version: str
+    verifier: str  # who verifies the round's work: one of VERIFIERS
     by: str
 
 
@@ -281,11 +295,14 @@ CaseEvent = (
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in CaseEvent.__args__}  # type: ignore[attr-defined]
 
-_encoder = msgspec.json.Encoder()
-_decoder: msgspec.json.Decoder[CaseEvent] = msgspec.json.Decoder(CaseEvent)  # type: ignore[arg-type]
+# (type, schema version n) -> the function lifting a stored payload from n to n + 1.
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("CaseDispatched", 1): upcasters.case_dispatched_v2,
+}
 
-# (type, schema_version) -> function lifting a stored payload one version up.
-UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_encoder = msgspec.json.Encoder()
+_decoder: VersionedDecoder[CaseEvent] = VersionedDecoder(CaseEvent, UPCASTERS)
+SCHEMA_VERSIONS: dict[str, int] = _decoder.versions  # type -> the schema version written today
 
 
 def encode(event: Event) -> bytes:
@@ -293,16 +310,13 @@ def encode(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
-def decode(data: bytes | str, schema_version: int = SCHEMA_VERSION) -> CaseEvent:
-    """Decode stored bytes, upcasting older schema versions first."""
-    if schema_version == SCHEMA_VERSION:
-        return _decoder.decode(data)
-    raw: dict[str, Any] = msgspec.json.decode(data)
-    version = schema_version
-    while version < SCHEMA_VERSION:
-        raw = UPCASTERS[(raw["type"], version)](raw)
-        version += 1
-    return msgspec.convert(raw, CaseEvent)  # type: ignore[arg-type, no-any-return]
+def decode(data: bytes | str, schema_version: int | None = None) -> CaseEvent:
+    """Decode bytes stored under `schema_version` (None: today's), upcasting older payloads first.
+
+    Raises versioning.SchemaError for a type or version this code does not know, and
+    msgspec's errors for bytes that are not a valid event.
+    """
+    return _decoder.decode(data, schema_version)
 
 
 def type_name(event: Event) -> str:

@@ -27,7 +27,7 @@ from nats.js.errors import NotFoundError
 
 from shared.base.config import Settings
 from shared.domain.events import CaseEvent, decode, department_of
-from shared.store.eventstore import Metadata, RecordedEvent
+from shared.store.records import Metadata, RecordedEvent
 
 log = structlog.get_logger()
 

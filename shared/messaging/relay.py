@@ -1,11 +1,12 @@
 """The relay: the log, past its checkpoint, published to JetStream in log order.
 
-One relay is active at a time: it holds a PostgreSQL advisory lock on a connection of its
-own; a second relay waits for that lock as a standby and takes over when the first dies
-(its connection closes, the lock is released). The checkpoint moves only after every
-PubAck of a batch; a duplicate ack (the event was published before a crash) is success.
-When NATS is down the relay retries the same batch, with the same message ids, until it
-is back, and then drains the backlog.
+`Relay.run` publishes until told to stop; keeping it to one active relay among replicas is the
+caller's business (the relay service runs it under the leader lock every leader loop uses), and
+it reads its checkpoint afresh each time it starts, so a standby that takes over goes on from
+where the last leader stopped. The checkpoint moves only after every PubAck of a batch; a
+duplicate ack (the event was published before a crash, or by a leader that had not yet noticed
+it lost its lock) is success. When NATS is down the relay retries the same batch, with the same
+message ids, until it is back, and then drains the backlog.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ import structlog
 from nats.js import JetStreamContext
 
 from shared.messaging.bus import headers_for, subject_for
-from shared.store.db import release_session_lock
 from shared.store.eventstore import Checkpoint, EventStore
 
 log = structlog.get_logger()
 
-_RELAY_LOCK = 0x72_656C_6179  # "relay"
 BATCH = 500
 
 
@@ -64,52 +63,17 @@ class Relay:
         self.name = name
         self.interval = interval
         self.ack_timeout = ack_timeout
-        self.active = False
         self.published = 0
         self.checkpoint = Checkpoint()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Wait to become the active relay, then publish until `stop` is set."""
-        while not stop.is_set():
-            try:
-                async with self.store.pool.acquire() as lock_conn:
-                    if not await self._lead(lock_conn, stop):
-                        return
-                    try:
-                        await self._publish_loop(lock_conn, stop)
-                    finally:
-                        self.active = False
-                        with contextlib.suppress(Exception):
-                            await release_session_lock(lock_conn, _RELAY_LOCK)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("relay_database_unavailable", error=str(exc))
-                await _sleep(stop, 1.0)
-
-    async def _lead(self, conn: Any, stop: asyncio.Event) -> bool:
-        waiting_logged = False
-        while not stop.is_set():
-            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
-                self.active = True
-                log.info("relay_active", relay=self.name)
-                return True
-            if not waiting_logged:
-                log.info("relay_standby", relay=self.name)
-                waiting_logged = True
-            await _sleep(stop, 0.5)
-        return False
-
-    async def _publish_loop(self, lock_conn: Any, stop: asyncio.Event) -> None:
+        """Publish from the stored checkpoint on until `stop` is set."""
         self.checkpoint = await load_checkpoint(self.store.pool, self.name)
-        idle_checks = 0
         while not stop.is_set():
             batch = await self.store.read_all(self.checkpoint, limit=BATCH)
             if not batch:
-                idle_checks += 1
-                if idle_checks % 50 == 0:  # still leading? (the lock lives on this connection)
-                    await lock_conn.fetchval("SELECT 1")
                 await _sleep(stop, self.interval)
                 continue
-            idle_checks = 0
             if not await self._publish(batch):
                 await _sleep(stop, 1.0)
                 continue

@@ -1,9 +1,10 @@
 """Erasing a reporter (crypto-shredding) without rewriting history.
 
-`erase_reporter` deletes the reporter's data key and blind index (shared/pii.py), drops their
+`erase_reporter` deletes the reporter's data key and blind index (shared/personal/pii.py), drops their
 daily counts, then appends `ReporterErased(ref)` to every case they reported. The events keep
 their ciphertext, which no key opens any more, so the hash chains (computed over the stored
-bytes) still verify. It is idempotent: a second run (or one after a crash) finishes the job.
+bytes) still verify. It is idempotent: a second run (after a crash, or after `Busy` from a case
+that kept changing under it) finishes the job.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import structlog
 
 from shared.domain.events import ReporterErased
 from shared.personal.pii import Vault
-from shared.store.eventstore import ConcurrencyError, EventStore, Metadata, case_stream
+from shared.store.commands import run_command
+from shared.store.eventstore import EventStore, Metadata
 
 log = structlog.get_logger()
 _ERASURE = uuid.UUID("4d2b0c4e-9a55-4f57-8a8c-0c6d2c6f7e11")  # namespace of the erasure events' ids
@@ -41,22 +43,20 @@ async def erase_reporter(pool: asyncpg.Pool, ref: UUID, *, actor: str) -> tuple[
     store = EventStore(pool)
     marked: list[UUID] = []
     for case_id in await cases_of_reporter(pool, ref):
-        for _ in range(10):
-            case, version = await store.load(case_id)
-            if case.reporter_erased:
-                break
-            event = ReporterErased(case_id=case_id, ref=ref)
-            try:
-                await store.append(
-                    case_stream(case_id),
-                    [event],
-                    expected_version=version,
-                    metadata=Metadata(correlation_id=uuid.uuid4(), actor=actor),
-                    event_ids=[uuid.uuid5(_ERASURE, f"{ref}/{case_id}")],  # one erasure event per case, ever
-                )
-            except ConcurrencyError:
-                continue
+        if await _mark_erased(store, case_id, ref, actor):
             marked.append(case_id)
-            break
     log.info("reporter_erased", ref=str(ref), key_erased=erased, cases=len(marked))
     return erased, marked
+
+
+async def _mark_erased(store: EventStore, case_id: UUID, ref: UUID, actor: str) -> bool:
+    """Append ReporterErased to the case unless it has one; whether it was appended now."""
+    erased = ReporterErased(case_id=case_id, ref=ref)
+    outcome = await run_command(
+        store,
+        case_id,
+        lambda case: [] if case.reporter_erased else [erased],
+        metadata=Metadata(correlation_id=uuid.uuid4(), actor=actor),
+        event_ids=lambda _: [uuid.uuid5(_ERASURE, f"{ref}/{case_id}")],  # one erasure event per case, ever
+    )
+    return bool(outcome.events)

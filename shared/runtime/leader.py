@@ -1,15 +1,21 @@
 """One active instance of a background loop among replicas: a PostgreSQL session advisory lock.
 
-Every replica of a service runs the same loop wrapped by `led(...)`: it opens a connection of
-its own (not from the pool, so a busy pool never delays an election) and tries
-`pg_try_advisory_lock(key)` every `poll` seconds. The one that gets it runs the loop; the
-others wait. When the leader dies its session ends and PostgreSQL releases the lock, so a
-standby takes over within about `poll` seconds. A leader that loses its lock connection
-stops its loop at once and goes back to waiting.
+The one election mechanism of caseloop: the relay, the checkpointer, routing's deadline watcher
+and verification's default-close timer are each wrapped by `led(...)` in their composition
+root; the loops themselves hold no election code. Every replica runs the same wrapped loop: it
+opens a connection of its own (not from the pool, so a busy pool never delays an election and
+a lock never goes back into the pool with its connection), with TCP keepalives and the
+`application_name` `caseloop:<role>:<pid>`, and tries `pg_try_advisory_lock(key)` every `poll`
+seconds. The one that gets it runs the loop; the others wait. The leader checks its lock
+session every `check` seconds; a leader that loses it stops its loop at once and goes back to
+waiting. When the leader stops it closes the session, which gives the lock back; when it dies
+PostgreSQL ends the session (at once for a clean exit, within the keepalive time for a
+vanished host) and releases the lock, so a standby takes over within about `poll` seconds.
 
 Correctness never depends on this: every event a leader appends has an id derived from what
-caused it (task, kind, verification), so two leaders at once append each event once. The lock
-only avoids doing the same work twice.
+caused it (task, kind, verification), relayed messages carry their event's id as
+`Nats-Msg-Id`, and a checkpoint's sequence number is its primary key, so two leaders at once
+still write each thing once. The lock only avoids doing the same work twice.
 """
 
 from __future__ import annotations
@@ -29,7 +35,11 @@ from shared.runtime.service import SETTINGS
 
 log = structlog.get_logger()
 
-# Lock keys: one per role, distinct from the relay's ("relay" in ASCII) and the migrations' lock.
+# Lock keys: one per role (ASCII of a short name), distinct from the migrations' lock. The relay's
+# and the checkpointer's keep the values they had before they moved here, so an instance of an
+# older release and one of this release still exclude each other during a rolling update.
+RELAY_LOCK = 0x72_656C_6179  # "relay"
+CHECKPOINTER_LOCK = 0x636B_7074  # "ckpt"
 DEADLINE_WATCHER_LOCK = 0x64_6561_646C  # "deadl"
 DEFAULT_CLOSE_LOCK = 0x64_6566_636C  # "defcl"
 
@@ -72,7 +82,8 @@ class Leadership:
                 if await self._wait_for_lock(conn, stop):
                     await self._lead(conn, body, stop)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("leader_connection_lost", role=self.role, error=str(exc) or type(exc).__name__)
+                # The lock session, or the leader's own work, lost the database: re-elect.
+                log.warning("leader_database_error", role=self.role, error=str(exc) or type(exc).__name__)
                 await _sleep(stop, self.poll)
             finally:
                 self.active = False

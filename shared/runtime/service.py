@@ -1,5 +1,9 @@
 """The component host every service runs in: an aiohttp app with PostgreSQL, NATS, consumers
 and background loops started in order and stopped in reverse (aiohttp's cleanup_ctx).
+
+A service describes itself in one `ServiceSpec`: its operations (routes, handlers, roles and
+document in one list, see shared/web/openapi.py), the contexts that set up what its handlers
+read from the app, its consumers (`Subscription`s) and its loops.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from shared.web.auth import Principal, Role, auth_middleware
 from shared.web.backends import SignedCallers
 from shared.web.http import Handler as HttpHandler
 from shared.web.http import answer_malformed_requests_as_problems, json_response, problems_middleware
+from shared.web.openapi import Operation, access_table, op, serve
 from shared.web.ratelimit import FailedAuthentications, TokenBuckets, rate_limit_middleware
 
 log = structlog.get_logger()
@@ -46,14 +51,36 @@ USES_POSTGRES = web.AppKey("uses_postgres", bool)
 
 # A background loop: runs until the event is set (deadline watchers, timers, the relay).
 Loop = Callable[[web.Application, asyncio.Event], Awaitable[None]]
+# What the app holds while it runs (policy, keys): set up before PostgreSQL, torn down after.
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+# Makes a consumer's message handler from the app, once the contexts have set up what it reads.
 HandlerFactory = Callable[[web.Application], Handler]
+
+
+class Subscription(msgspec.Struct, frozen=True):
+    """A durable consumer and the factory of the handler it runs on each message."""
+
+    consumer: ConsumerSpec
+    handler: HandlerFactory
+
+
+def from_app(handler: Callable[..., Awaitable[None]], **needs: web.AppKey[Any]) -> HandlerFactory:
+    """The factory of `handler(tx, msg, **needs)`: each need (keyword -> app key) read from the app
+    once, when the consumer starts; with no needs, the handler itself."""
+
+    def make(app: web.Application) -> Handler:
+        return partial(handler, **{name: app[key] for name, key in needs.items()}) if needs else handler
+
+    return make
 
 
 class ServiceSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: str
-    access: Mapping[str, frozenset[Role]]
-    routes: Callable[[web.Application], None]
-    consumers: Sequence[tuple[ConsumerSpec, HandlerFactory]] = ()
+    operations: Sequence[Operation] = ()  # beyond HEALTH, which every service serves
+    contexts: Sequence[Context] = ()
+    consumers: Sequence[Subscription] = ()
     loops: Sequence[Loop] = ()
     # Settings the service cannot run without: start-up refuses them missing or empty, by name.
     requires: tuple[str, ...] = ("database_url", "jwt_secret")
@@ -62,6 +89,14 @@ class ServiceSpec(msgspec.Struct, frozen=True, kw_only=True):
     # The service's own authentication in place of bearer tokens checked by `access` (the console's
     # session cookies); it sets the request's PRINCIPAL for the rate limit, as the bearer check does.
     authentication: Callable[[Settings], Middleware] | None = None
+    # Routes that are not API operations: a service's pages and files (the console), behind its
+    # own `authentication`.
+    pages: Callable[[web.Application], None] | None = None
+
+    @property
+    def access(self) -> Mapping[str, frozenset[Role]]:
+        """Route name -> the roles that may call it; a route absent from it is refused to all."""
+        return access_table(self.operations)
 
 
 def consumer_spec(settings: Settings, durable: str, *types: str, **overrides: Any) -> ConsumerSpec:
@@ -108,12 +143,11 @@ def build(settings: Settings, spec: ServiceSpec, clock: Clock | None = None) -> 
     # A service may add checks of its own here (the console: its live stream), all must be true.
     app[READY] = {"shutting_down": False}
     app[USES_POSTGRES] = spec.postgres
-    app.router.add_get("/healthz", healthz, name="healthz")
-    app.router.add_get("/livez", healthz, name="livez")
-    app.router.add_get("/readyz", readyz, name="readyz")
-    spec.routes(app)
+    serve(app, spec.name, [*HEALTH, *spec.operations])
+    if spec.pages is not None:
+        spec.pages(app)
     app.on_shutdown.append(_not_ready)
-    app.cleanup_ctx.extend([*([_postgres] if spec.postgres else []), _nats, _runner(spec)])
+    app.cleanup_ctx.extend([*spec.contexts, *([_postgres] if spec.postgres else []), _nats, _runner(spec)])
     return app
 
 
@@ -153,6 +187,21 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response(body, status=200 if ready else 503)
 
 
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    checks: dict[str, bool] | None = None
+
+
+# fmt: off
+HEALTH = (
+    op("GET", "/healthz", "healthz", healthz, "The process is alive", responses={200: Health}, public=True),
+    op("GET", "/livez", "livez", healthz, "The process is alive", responses={200: Health}, public=True),
+    op("GET", "/readyz", "readyz", readyz, "PostgreSQL and NATS are reachable", responses={200: Health, 503: Health},
+       public=True),
+)
+# fmt: on
+
+
 async def _not_ready(app: web.Application) -> None:
     app[READY]["shutting_down"] = True
     app[STOP].set()
@@ -189,10 +238,12 @@ def _runner(spec: ServiceSpec) -> Callable[[web.Application], AsyncIterator[None
     async def run(app: web.Application) -> AsyncIterator[None]:
         stop = app[STOP]
         tasks: list[asyncio.Task[None]] = []
-        for consumer_spec_, factory in spec.consumers:
-            consumer = Consumer(app[JS], app[STORE], app[SETTINGS].nats_stream, consumer_spec_, factory(app))
+        for subscription in spec.consumers:
+            consumer = Consumer(
+                app[JS], app[STORE], app[SETTINGS].nats_stream, subscription.consumer, subscription.handler(app)
+            )
             app[CONSUMERS].append(consumer)
-            tasks.append(asyncio.create_task(consumer.run(stop), name=f"consumer:{consumer_spec_.durable}"))
+            tasks.append(asyncio.create_task(consumer.run(stop), name=f"consumer:{consumer.spec.durable}"))
         tasks.extend(asyncio.create_task(_supervised(loop, app, stop), name=loop.__name__) for loop in spec.loops)
         log.info("service_started", consumers=[c.spec.durable for c in app[CONSUMERS]])
         yield

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -122,20 +120,9 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     asyncpg's default reset sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
     on every release — one more round trip per pool use, 9–12 % of intake's time under load.
     No caseloop code changes session settings, opens cursors outside a transaction or LISTENs
-    on a pooled connection; the two session advisory locks taken on one (relay, checkpointer)
-    are given back by `release_session_lock`, which drops the connection if it cannot.
+    on a pooled connection, nor takes a session advisory lock on one: leader locks live on a
+    dedicated connection each (the leader mechanism in shared/runtime), which ends with its lock.
     """
-
-
-async def release_session_lock(conn: Any, key: int) -> None:
-    """Unlock a session advisory lock before its pooled connection goes back; else terminate it."""
-    try:
-        if await asyncio.wait_for(conn.fetchval("SELECT pg_advisory_unlock($1)", key), 5):
-            return
-    except BaseException:
-        conn.terminate()  # the session (and the lock) ends with it
-        raise
-    conn.terminate()
 
 
 async def create_pool(url: str, *, size: int = 10, statement_timeout_ms: int = 10_000) -> asyncpg.Pool:

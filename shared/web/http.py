@@ -16,6 +16,9 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from shared.domain.case import Refused
+from shared.store.commands import Busy
+
 log = structlog.get_logger()
 
 PROBLEM = "application/problem+json"
@@ -98,11 +101,12 @@ def pointer(message: str) -> str:
     return re.sub(r"\[(\d+)\]", r".\1", path).replace(".", "/")
 
 
-def invalid(message: str, status: int = 422) -> ProblemError:
-    where = pointer(message)
+def invalid(message: str, status: int = 422, *, at: str | None = None) -> ProblemError:
+    """An invalid request body, naming where: `at` (a JSON pointer), or msgspec's "- at `$.path`"."""
+    where = pointer(message) if at is None else at
     text = _PATH.sub("", message)
     # msgspec's path ends at the object for a missing or unknown field: name the field itself.
-    if field := _FIELD.match(text):
+    if at is None and (field := _FIELD.match(text)):
         where = f"{where}/{field.group('field')}"
     return ProblemError(
         status,
@@ -223,14 +227,7 @@ def refuse_duplicate_keys(body: bytes) -> None:
     if path is None:
         return
     where = "".join(f"/{str(step).replace('~', '~0').replace('/', '~1')}" for step in path)
-    message = f"Object contains duplicate key `{path[-1]}`"
-    raise ProblemError(
-        422,
-        "Invalid request body",
-        f"{message} at {where}",
-        errors=[{"pointer": where, "message": message}],
-        kind="invalid-body",
-    )
+    raise invalid(f"Object contains duplicate key `{path[-1]}`", at=where)
 
 
 def parse_query(request: web.Request, kind: type[T]) -> T:
@@ -298,6 +295,18 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
                 errors=exc.errors,
                 headers=exc.headers,
                 kind=exc.kind,
+                instance=request.path,
+            )
+        except Refused as exc:  # decide() said no: the case's state does not allow the command
+            log.info("command_refused", method=request.method, path=request.path, reason=exc.reason)
+            response = problem(409, "Conflict", exc.reason, kind="conflict", instance=request.path)
+        except Busy:  # the case moved under every attempt of a command (shared/store/commands.py)
+            response = problem(
+                503,
+                "Busy",
+                "the case is changing fast; retry",
+                headers={"Retry-After": "1"},
+                kind="busy",
                 instance=request.path,
             )
         except web.HTTPException as exc:

@@ -1,9 +1,12 @@
-"""Each service's OpenAPI 3.1 document, built from its msgspec types and a list of operations.
+"""Each service's routes, declared once: an `Operation` names the route, its handler, the roles
+that may call it and what the OpenAPI 3.1 document says of it.
 
-A service lists its operations next to its routes in `app.py` (one `Operation` per route name)
-and calls `serve(app, title, operations)`; `GET /openapi.json` then answers with a document whose
-schemas are msgspec's own (JSON Schema 2020-12, which OpenAPI 3.1 uses), so the contract and the
-decoders cannot drift apart. Every error is documented as RFC 9457 problem+json.
+A service lists its operations in `app.py`. `serve(app, title, operations)` registers every
+handler under its route name and answers `GET /openapi.json` with a document whose schemas are
+msgspec's own (JSON Schema 2020-12, which OpenAPI 3.1 uses), so the contract and the decoders
+cannot drift apart; `access_table(operations)` gives the auth middleware its table from the same
+list, so no route is served without a word on who may call it. Every error is documented as
+RFC 9457 problem+json.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from shared.web.http import PROBLEM
+from shared.web.auth import PUBLIC_ROUTES, Role
+from shared.web.http import PROBLEM, Handler
 
 REF = "#/components/schemas/{name}"
 _PATH_PARAM = re.compile(r"{(\w+)}")
@@ -66,18 +70,15 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str | None = None
 
 
-class Health(msgspec.Struct, frozen=True, kw_only=True):
-    status: str
-    checks: dict[str, bool] | None = None
-
-
 class Operation(msgspec.Struct, frozen=True, kw_only=True):
-    """One route as the document describes it; `name` is the route name and the operationId."""
+    """One route: `name` is the route name, the operationId and the key of the access table."""
 
     name: str
     method: str
     path: str
+    handler: Handler
     summary: str
+    allow: frozenset[Role] = frozenset()  # the roles that may call it (the auth middleware's table)
     body: Any = None  # the request body's Struct
     query: Any = None  # a Struct whose fields are the query parameters
     responses: Mapping[int, Any] = msgspec.field(default_factory=dict)  # status -> Struct (None: no body)
@@ -86,28 +87,27 @@ class Operation(msgspec.Struct, frozen=True, kw_only=True):
     public: bool = False
     optional_body: bool = False
 
+    def __post_init__(self) -> None:
+        # The auth middleware lets PUBLIC_ROUTES through and everything else by `allow` (absent:
+        # nobody): a route that says otherwise would be documented one way and served another.
+        if self.public is not (self.name in PUBLIC_ROUTES):
+            raise ValueError(f"route {self.name}: public must be {self.name in PUBLIC_ROUTES} (see PUBLIC_ROUTES)")
+        if self.public is bool(self.allow):
+            raise ValueError(f"route {self.name}: " + ("public, so no roles" if self.public else "no role may call it"))
 
-def op(method: str, path: str, name: str, summary: str, **details: Any) -> Operation:
-    return Operation(name=name, method=method, path=path, summary=summary, **details)
+
+def op(method: str, path: str, name: str, handler: Handler, summary: str, **details: Any) -> Operation:
+    return Operation(name=name, method=method, path=path, handler=handler, summary=summary, **details)
 
 
-HEALTH: tuple[Operation, ...] = (
-    op("GET", "/healthz", "healthz", "The process is alive", responses={200: Health}, public=True),
-    op("GET", "/livez", "livez", "The process is alive", responses={200: Health}, public=True),
-    op(
-        "GET",
-        "/readyz",
-        "readyz",
-        "PostgreSQL and NATS are reachable",
-        responses={200: Health, 503: Health},
-        public=True,
-    ),
-)
+def access_table(operations: Iterable[Operation]) -> dict[str, frozenset[Role]]:
+    """Route name -> the roles that may call it: the auth middleware's table."""
+    return {o.name: o.allow for o in operations if not o.public}
 
 
 def document(title: str, operations: Iterable[Operation], version: str = "0.1.0") -> dict[str, Any]:
-    """The OpenAPI 3.1 document for these operations (health routes included)."""
-    ops = [*HEALTH, *operations]
+    """The OpenAPI 3.1 document for these operations."""
+    ops = list(operations)
     types = {Problem}
     for o in ops:
         types.update(t for t in (o.body, o.query, *o.responses.values()) if t is not None)
@@ -194,7 +194,19 @@ async def get_openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[DOCUMENT], content_type="application/json")
 
 
-def serve(app: web.Application, title: str, operations: Iterable[Operation]) -> None:
-    """Build the document once and serve it, unauthenticated, at `GET /openapi.json`."""
+def serve(app: web.Application, title: str, operations: Sequence[Operation]) -> None:
+    """Register every operation's handler under its route name, build the document once and
+    serve it, unauthenticated, at `GET /openapi.json`."""
+    seen: set[tuple[str, str]] = set()
+    for o in operations:
+        # aiohttp refuses a repeated name; the same method and path under two names would
+        # leave one of them never called.
+        if (o.method, o.path) in seen:
+            raise ValueError(f"route {o.name}: {o.method} {o.path} is declared twice")
+        seen.add((o.method, o.path))
+        if o.method == "GET":
+            app.router.add_get(o.path, o.handler, name=o.name)  # and HEAD, as aiohttp does
+        else:
+            app.router.add_route(o.method, o.path, o.handler, name=o.name)
     app[DOCUMENT] = _encoder.encode(document(title, operations))
     app.router.add_get("/openapi.json", get_openapi, name="openapi")

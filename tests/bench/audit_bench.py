@@ -16,7 +16,8 @@ from shared.audit.checkpointer import Checkpointer
 from shared.audit.checkpoints import public_bytes
 from shared.domain.events import CaseClosed, CaseEvent, VerificationPassed
 from shared.store.db import create_pool
-from shared.store.eventstore import _COLUMNS, EventStore, case_stream
+from shared.store.eventstore import EventStore, case_stream
+from shared.store.records import COLUMNS
 from tests import examples
 from tests.bench.eventstore_bench import Figure
 
@@ -54,7 +55,7 @@ async def raw_read(url: str, order: str) -> float:
     try:
         start, count = perf_counter(), 0
         async with conn.transaction():
-            async for _ in conn.cursor(f"SELECT {_COLUMNS} FROM events ORDER BY {order}", prefetch=5000):
+            async for _ in conn.cursor(f"SELECT {COLUMNS} FROM events ORDER BY {order}", prefetch=5000):
                 count += 1
         return count / (perf_counter() - start)
     finally:

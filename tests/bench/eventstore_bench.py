@@ -18,7 +18,8 @@ from msgspec.structs import replace
 from shared.domain.case import NO_CASE, Case, evolve
 from shared.domain.events import encode, type_name
 from shared.store.db import SERVICE_ROLE, create_pool
-from shared.store.eventstore import _COLUMNS, ORIGIN, EventStore, case_stream
+from shared.store.eventstore import ORIGIN, EventStore, case_stream
+from shared.store.records import COLUMNS
 from tests import examples
 
 SECONDS = 1.5  # per append measurement
@@ -223,7 +224,7 @@ async def read_figures(pool: asyncpg.Pool, store: EventStore) -> list[Figure]:
     async def sql_only(order_by: str) -> int:
         count, tx, position = 0, "0", 0
         while rows := await pool.fetch(
-            f"""SELECT {_COLUMNS} FROM events
+            f"""SELECT {COLUMNS} FROM events
                 WHERE (tx, position) > ($1::text::xid8, $2::bigint)
                   AND tx < pg_snapshot_xmin(pg_current_snapshot())
                 ORDER BY {order_by} LIMIT $3""",

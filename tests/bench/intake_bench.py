@@ -17,19 +17,18 @@ from collections.abc import Awaitable, Callable, Iterator
 from time import perf_counter
 from typing import Any
 
-import aiohttp
 import asyncpg
 import msgspec
 
-from ops.devsetup import load_dev_backend
 from ops.servers import free_port
-from ops.stack import SERVICES, Stack, load_secrets
+from ops.stack import SERVICES, Stack
 from shared.store.db import create_pool
-from shared.web.auth import Role, issue_token
+from shared.web.auth import Role
 from shared.web.signing import sign_request
 from tests import folders
 from tests.bench.eventstore_bench import Appenders, Figure, create_raw_table
 from tests.bench.figures import Bounded, percentile
+from tests.e2e.client import Api
 
 CLIENTS = 64
 SECONDS = 4.0
@@ -69,13 +68,12 @@ def running_stack(
 class Reporters:
     """The two kinds of caller, posting reports over one HTTP session."""
 
-    def __init__(self, stack: Stack, session: aiohttp.ClientSession) -> None:
-        self.url = stack.process("intake").url + "/v1/reports"
-        self.session = session
-        self.key = load_dev_backend(stack.root)
+    def __init__(self, api: Api) -> None:
+        self.url = api.info.urls["intake"] + "/v1/reports"
+        self.session = api.session
+        self.key = api.backend()
         self.private = self.key.private_key()
-        secret = load_secrets(stack.root).jwt_secret
-        self.token = issue_token(secret, sub="bench-gw", role=Role.GRID_WORKER, grids=(GRID,))
+        self.token = api.token(Role.GRID_WORKER, "bench-gw", grids=(GRID,))
         self.failures = 0
 
     def body(self, reporter: bool) -> bytes:
@@ -155,9 +153,8 @@ async def raw_insert(admin_url: str, service_url: str) -> tuple[Call, Callable[[
 async def run(stack: Stack, admin_url: str, service_url: str) -> tuple[list[Figure], float]:
     """The figures, and raw INSERT commits/s at CLIENTS connections (the full loop's baseline)."""
     raw, close = await raw_insert(admin_url, service_url)
-    connector = aiohttp.TCPConnector(limit=CLIENTS * 2)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        reporters = Reporters(stack, session)
+    async with Api.at(stack.root, {name: stack.process(name).url for name in SERVICES}, CLIENTS * 2) as api:
+        reporters = Reporters(api)
         try:
             for call in (raw, reporters.signed, reporters.bearer):
                 await closed_loop(call, CLIENTS, 0.5)  # warm up

@@ -18,15 +18,14 @@ from datetime import datetime
 from time import perf_counter
 from typing import Any
 
-import aiohttp
 import asyncpg
-import msgspec
 
-from ops.stack import SERVICES, Stack, load_secrets
-from shared.web.auth import Role, issue_token
+from ops.stack import SERVICES, Stack
+from shared.web.auth import Role
 from tests.bench.eventstore_bench import Figure
 from tests.bench.figures import Bounded, percentile
 from tests.bench.intake_bench import GRID, open_loop
+from tests.e2e.client import EVIDENCE, Api
 
 CASES = 1000
 REPORTERS = 32
@@ -34,36 +33,24 @@ POLL = 0.05  # an empty queue is asked again after this long
 PAGE = 100
 SETTLE = 180.0  # seconds every reported case has to close in
 QUIET = 5.0  # after the burst, before the latency run: autovacuum and the like catch up (steady state)
-EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
 DEPARTMENTS = ("sanitation", "city_management", "water", "drainage", "housing", "traffic")
 
 
 class Actors:
-    def __init__(self, stack: Stack, session: aiohttp.ClientSession) -> None:
-        self.urls = {name: stack.process(name).url for name in SERVICES}
-        self.session = session
-        secret = load_secrets(stack.root).jwt_secret
-        self.worker = issue_token(secret, sub="bench-gw", role=Role.GRID_WORKER, grids=(GRID,))
-        self.handlers = {d: issue_token(secret, sub=f"bench-{d}", role=Role.HANDLER, department=d) for d in DEPARTMENTS}
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.worker = api.token(Role.GRID_WORKER, "bench-gw", grids=(GRID,))
+        self.handlers = {d: api.token(Role.HANDLER, f"bench-{d}", department=d) for d in DEPARTMENTS}
         self.case_ids: list[str] = []
         self.unknown_departments: set[str] = set()
 
-    async def call(self, method: str, service: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        data = msgspec.json.encode(body) if body is not None else None
-        while True:
-            async with self.session.request(method, self.urls[service] + path, data=data, headers=headers) as r:
-                answer = msgspec.json.decode(await r.read() or b"null")
-                if r.status in (404, 429, 503):  # a view not caught up yet
-                    await asyncio.sleep(POLL)
-                    continue
-                return r.status, answer
+    async def call(self, method: str, service: str, path: str, token: str, body: Any = None) -> Any:
+        """The answer, asked again after POLL while a view has not caught up yet."""
+        return await self.api.persist(method, service, path, token, body, pause=POLL)
 
     async def report(self) -> bool:
         body = {"source": "grid_worker", "category": "blocked_drain", "location": {"grid": GRID}}
-        status, answer = await self.call("POST", "intake", "/v1/reports", self.worker, body)
-        if status != 201:
-            raise RuntimeError(f"report refused: {status} {answer}")
+        answer = await self.call("POST", "intake", "/v1/reports", self.worker, body)
         self.case_ids.append(answer["case_id"])
         return True
 
@@ -78,7 +65,7 @@ class Actors:
             await self.call("POST", "handling", f"/v1/tasks/{task_id}/complete", token, body)
 
         while not stop.is_set():
-            _, page = await self.call("GET", "handling", query, token)
+            page = await self.call("GET", "handling", query, token)
             fresh = [t["id"] for t in page["items"] if t["id"] not in done]
             done.update(fresh)
             await asyncio.gather(*(work(t) for t in fresh))
@@ -95,7 +82,7 @@ class Actors:
             await self.call("POST", "verification", path, self.worker, {"evidence": EVIDENCE})
 
         while not stop.is_set():
-            _, page = await self.call("GET", "verification", query, self.worker)
+            page = await self.call("GET", "verification", query, self.worker)
             fresh = [v["verification_id"] for v in page["items"] if v["verification_id"] not in done]
             done.update(fresh)
             await asyncio.gather(*(work(v) for v in fresh))
@@ -165,9 +152,8 @@ async def timings(service_url: str, case_ids: list[str]) -> tuple[list[float], l
 
 
 async def run(stack: Stack, service_url: str, raw: Any, raw_rate: float) -> list[Figure]:
-    connector = aiohttp.TCPConnector(limit=REPORTERS * 4)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        actors = Actors(stack, session)
+    async with Api.at(stack.root, {name: stack.process(name).url for name in SERVICES}, REPORTERS * 4) as api:
+        actors = Actors(api)
         stop = asyncio.Event()
         workers = [asyncio.create_task(actors.department(d, stop)) for d in DEPARTMENTS]
         workers.append(asyncio.create_task(actors.verifier(stop)))

@@ -1,21 +1,62 @@
-"""A test's view of the running system: HTTP calls with tokens, and the steps of the loop."""
+"""A test's view of the running system: HTTP calls with tokens, and the steps of the loop.
+
+The one place tests make a staff token (`token`, `bearer`), open a client on a running stack
+(`Api.at`) and drive a case through the whole loop (`Api.drive`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import msgspec
 
 from ops.devsetup import load_dev_backend
+from ops.stack import load_secrets
 from shared.web.auth import Role, issue_token
 from shared.web.signing import BackendKey, sign_request
 from tests.eventually import eventually
 
 EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
+# What a client retries through: a service restarting, a view not caught up yet, a lost race.
+TRANSIENT = frozenset({404, 409, 500, 502, 503})
+# The closed loop's steps in order, each exactly once however often a message was redelivered or a
+# process died.
+ONCE = (
+    "CaseReported",
+    "CaseDispatched",
+    "TaskDispatched",
+    "TaskAccepted",
+    "TaskCompleted",
+    "CaseHandled",
+    "VerificationRequested",
+    "VerificationPassed",
+    "CaseClosed",
+)
+
+
+def token(
+    secret: str,
+    role: Role,
+    sub: str = "",
+    *,
+    department: str | None = None,
+    grids: tuple[str, ...] = (),
+    pii: bool = False,
+) -> str:
+    """A staff member's bearer token, signed with `secret`."""
+    return issue_token(secret, sub=sub or f"{role}-e2e", role=role, department=department, grids=grids, pii=pii)
+
+
+def bearer(secret: str, role: Role, sub: str = "", **claims: Any) -> dict[str, str]:
+    """The Authorization header carrying `token(...)`."""
+    return {"Authorization": f"Bearer {token(secret, role, sub, **claims)}"}
 
 
 class StackInfo(msgspec.Struct, frozen=True):
@@ -30,10 +71,23 @@ class Api:
         self.session = session
         self.info = info
 
-    def token(self, role: Role, sub: str = "", department: str | None = None, grids: tuple[str, ...] = ()) -> str:
-        return issue_token(
-            self.info.jwt_secret, sub=sub or f"{role}-e2e", role=role, department=department, grids=grids
+    @classmethod
+    @asynccontextmanager
+    async def at(cls, root: Path, urls: dict[str, str], connections: int = 100) -> AsyncIterator[Self]:
+        """A client of the stack whose folder is `root` (its secrets, clock file and dev backend)."""
+        info = StackInfo(
+            urls=urls,
+            jwt_secret=load_secrets(root).jwt_secret,
+            clock_file=root / "clock",
+            backend_key=load_dev_backend(root),
         )
+        connector = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+            yield cls(session, info)
+
+    def token(self, role: Role, sub: str = "", **claims: Any) -> str:
+        """A token signed with the stack's secret (claims: department, grids, pii)."""
+        return token(self.info.jwt_secret, role, sub, **claims)
 
     async def call(
         self,
@@ -118,16 +172,8 @@ class Api:
         return await eventually(dispatched, timeout=30, interval=0.1)  # type: ignore[no-any-return]
 
     async def task_command(self, task: dict[str, Any], verb: str, body: Any = None) -> tuple[int, Any]:
-        """POST to a task, waiting out the moment before handling's view knows the task."""
         token = self.handler(task["department"])
-        deadline = time.monotonic() + 30
-        while True:
-            status, answer = await self.call(
-                "POST", "handling", f"/v1/tasks/{task['id']}/{verb}", token=token, json=body or {}
-            )
-            if status != 404 or time.monotonic() > deadline:
-                return status, answer
-            await _pause()
+        return await self.call("POST", "handling", f"/v1/tasks/{task['id']}/{verb}", token=token, json=body or {})
 
     async def work(self, task: dict[str, Any]) -> None:
         status, body = await self.task_command(task, "accept")
@@ -145,24 +191,72 @@ class Api:
         body: dict[str, Any] = {"evidence": EVIDENCE}
         if not passed:
             body["reason"] = "积水仍在"
-        deadline = time.monotonic() + 30
-        while True:
-            status, answer = await self.call(
-                "POST",
-                "verification",
-                f"/v1/verifications/{verification['id']}/{verb}",
-                token=self.grid_worker(grid),
-                json=body,
-            )
-            if status != 404 or time.monotonic() > deadline:
-                return status, answer
-            await _pause()
+        return await self.call(
+            "POST",
+            "verification",
+            f"/v1/verifications/{verification['id']}/{verb}",
+            token=self.grid_worker(grid),
+            json=body,
+        )
 
     def move_clock(self, seconds: float) -> None:
         self.info.clock_file.write_text(str(seconds))
 
+    # --- through failures -------------------------------------------------------------
 
-async def _pause() -> None:
-    import asyncio
+    async def persist(
+        self, method: str, service: str, path: str, token: str | BackendKey, json: Any = None, pause: float = 0.1
+    ) -> Any:
+        """The answer, retried through a dead service, a view not yet caught up, or a timeout, as real clients do."""
+        for _ in range(600):
+            try:
+                status, answer = await self.call(method, service, path, token=token, json=json)
+            except (aiohttp.ClientError, TimeoutError):
+                await asyncio.sleep(pause)
+                continue
+            if status in (200, 201, 202):
+                return answer
+            if status in TRANSIENT:
+                await asyncio.sleep(pause)
+                continue
+            raise AssertionError(f"{method} {path}: {status} {answer}")
+        raise AssertionError(f"{method} {path} never succeeded")
 
-    await asyncio.sleep(0.1)
+    async def drive(self, category: str = "blocked_drain", grid: str = "wenfeng-nanjiao-01") -> str:
+        """Report a case and play every part until it is closed (tasks accepted and completed, verification
+        passed), each call persisted; the case's id."""
+        body = {"source": "citizen", "category": category, "location": {"grid": grid}}
+        case_id = str((await self.persist("POST", "intake", "/v1/reports", self.backend(), body))["case_id"])
+        while True:
+            case = await self.persist("GET", "intake", f"/v1/cases/{case_id}", self.dispatcher())
+            if case["status"] == "closed":
+                return case_id
+            for task in case["tasks"]:
+                handler, path = self.handler(task["department"]), f"/v1/tasks/{task['id']}"
+                if task["status"] == "dispatched":
+                    await self.persist("POST", "handling", f"{path}/accept", handler, {})
+                elif task["status"] == "accepted":
+                    done = {"result": "疏通", "evidence": EVIDENCE}
+                    await self.persist("POST", "handling", f"{path}/complete", handler, done)
+            if case["status"] == "verifying":
+                path = f"/v1/verifications/{case['verification']['id']}/pass"
+                await self.persist("POST", "verification", path, self.grid_worker(grid), {"evidence": EVIDENCE})
+            await asyncio.sleep(0.05 + random.random() * 0.1)  # as often as a person looks again
+
+    async def feed(self, at_least: int, during: asyncio.Future[Any] | None = None) -> list[str]:
+        """New cases every 0.25 s, each driven, until `at_least` have started and `during` is over (so
+        whatever it does finds cases in flight); their ids once all are closed."""
+        drivers: list[asyncio.Task[str]] = []
+        while len(drivers) < at_least or (during is not None and not during.done()):
+            drivers.append(asyncio.create_task(self.drive()))
+            await asyncio.sleep(0.25)
+        if during is not None:
+            await during  # its failure is the test's
+        return list(await asyncio.wait_for(asyncio.gather(*drivers), timeout=300))
+
+    async def assert_each_step_once(self, case_ids: list[str]) -> None:
+        for case_id in case_ids:
+            history = await self.history(case_id)
+            counts = Counter(e["type"] for e in history)
+            assert {t: counts[t] for t in ONCE} == dict.fromkeys(ONCE, 1), (case_id, counts)
+            assert [e["version"] for e in history] == list(range(1, len(history) + 1))

@@ -7,16 +7,14 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
-import aiohttp
 import pytest
 
-from ops.devsetup import load_dev_backend
 from ops.servers import Postgres, free_port
-from ops.stack import SERVICES, Stack, load_secrets, service_database_env
+from ops.stack import SERVICES, Stack, service_database_env
 from shared.store.db import OWNER_ROLE, SERVICE_ROLE, ensure_database, with_credentials
 from tests import folders
 from tests.conftest import OWNER_PASSWORD, SERVICE_PASSWORD, SERVICE_PASSWORDS, TEMPLATE
-from tests.e2e.client import Api, StackInfo
+from tests.e2e.client import Api
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +51,5 @@ def stack(postgres: Postgres) -> Iterator[Stack]:
 
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[Api]:
-    info = StackInfo(
-        urls={name: stack.process(name).url for name in SERVICES},
-        jwt_secret=load_secrets(stack.root).jwt_secret,
-        clock_file=stack.root / "clock",
-        backend_key=load_dev_backend(stack.root),
-    )
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield Api(session, info)
+    async with Api.at(stack.root, {name: stack.process(name).url for name in SERVICES}) as api:
+        yield api

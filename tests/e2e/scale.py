@@ -5,20 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import nats
+from nats.js import JetStreamContext
 
 from ops.servers import Postgres, free_port
-from ops.stack import SERVICES, Process, Stack, load_secrets, service_database_env
+from ops.stack import SERVICES, Process, Stack, service_database_env
 from shared.store.db import SERVICE_ROLE, ensure_database, with_credentials
 from tests import folders
 from tests.conftest import SERVICE_PASSWORD, SERVICE_PASSWORDS, TEMPLATE
-from tests.e2e.client import Api, StackInfo
+from tests.e2e.client import Api
 
 
 @contextmanager
@@ -58,14 +57,8 @@ def scaled_stack(
 @asynccontextmanager
 async def api_for(stack: Stack) -> AsyncIterator[Api]:
     """An Api whose calls reach the first replica of each service (a load balancer's job in production)."""
-    info = StackInfo(
-        urls={name: stack.process(name).url for name in SERVICES},
-        jwt_secret=load_secrets(stack.root).jwt_secret,
-        clock_file=stack.root / "clock",
-        **_signing(stack.root),
-    )
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield PatientApi(session, info)
+    async with PatientApi.at(stack.root, {name: stack.process(name).url for name in SERVICES}) as api:
+        yield api
 
 
 class PatientApi(Api):
@@ -78,15 +71,6 @@ class PatientApi(Api):
                 break
             await asyncio.sleep(min(0.2 * (attempt + 1), 1.0))
         return status, answer
-
-
-def _signing(root: Path) -> dict[str, Any]:
-    """The development backend's signing key, where reporter_backend calls must be signed (RFC 9421)."""
-    try:
-        from ops.devsetup import load_dev_backend  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # before signed calls
-        return {}
-    return {"backend_key": load_dev_backend(root)}
 
 
 def logged(process: Process, event: str, **fields: str) -> list[dict[str, Any]]:
@@ -107,7 +91,7 @@ def logged(process: Process, event: str, **fields: str) -> list[dict[str, Any]]:
 
 
 def leaders(processes: list[Process], became: str, waits: str, **fields: str) -> list[Process]:
-    """Running processes whose latest leadership line is `became` (relay_active, leader_active), not `waits`."""
+    """Running processes whose latest leadership line is `became` (leader_active), not `waits`."""
     found = []
     for process in processes:
         if process.proc is None or process.proc.poll() is not None:
@@ -119,19 +103,35 @@ def leaders(processes: list[Process], became: str, waits: str, **fields: str) ->
     return found
 
 
-async def stream_messages(nats_url: str, stream: str) -> list[tuple[int, dict[str, str], str]]:
-    """Every message of the stream in order: (sequence, headers, subject)."""
+@asynccontextmanager
+async def _jetstream(nats_url: str) -> AsyncIterator[JetStreamContext]:
     nc = await nats.connect(servers=[u for u in nats_url.split(",") if u])
     try:
-        js = nc.jetstream(timeout=10)
+        yield nc.jetstream(timeout=10)
+    finally:
+        await nc.close()
+
+
+async def stream_messages(nats_url: str, stream: str) -> list[tuple[int, dict[str, str], str]]:
+    """Every message of the stream in order: (sequence, headers, subject)."""
+    async with _jetstream(nats_url) as js:
         info = await js.stream_info(stream)
         messages: list[tuple[int, dict[str, str], str]] = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg(stream, seq)
             messages.append((seq, dict(msg.headers or {}), str(msg.subject)))
         return messages
-    finally:
-        await nc.close()
+
+
+async def stream_last_seq(nats_url: str, stream: str) -> int:
+    """The stream's last sequence: it grows as the relay publishes."""
+    async with _jetstream(nats_url) as js:
+        return int((await js.stream_info(stream)).state.last_seq)
+
+
+async def past(count: Awaitable[int], mark: int) -> bool:
+    """Whether a count (the stream's, the log's) has gone past `mark`: a sign of progress to wait for."""
+    return await count > mark
 
 
 async def logged_event_count(database_url: str) -> int:

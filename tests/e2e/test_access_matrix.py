@@ -31,7 +31,7 @@ from services.verification import app as verification_app
 from services.verification.app import spec as verification_spec
 from shared.base.config import Settings
 from shared.runtime.service import ServiceSpec, build
-from shared.web.auth import PUBLIC_ROUTES, Role, issue_token
+from shared.web.auth import PUBLIC_ROUTES, Role
 from shared.web.openapi import document
 from shared.web.signing import BackendKey
 from tests.e2e.client import EVIDENCE, Api
@@ -192,7 +192,6 @@ async def test_every_route_that_can_carry_a_reporter_unmasks_and_records_by_the_
     [task] = await api.open_tasks(case_id, 1)
     department = task["department"]
     other_department = "city_management" if department != "city_management" else "water"
-    secret = api.info.jwt_secret
     # caller -> (its credentials, whether it may read the case at all, whether it unmasks with a purpose)
     callers: dict[str, tuple[str | BackendKey, bool, bool]] = {
         "the backend that reported it": (api.backend(), True, True),
@@ -208,9 +207,9 @@ async def test_every_route_that_can_carry_a_reporter_unmasks_and_records_by_the_
         "dispatcher": (api.dispatcher(), True, True),
         "supervisor": (api.token(Role.SUPERVISOR), True, True),
         "auditor": (api.token(Role.AUDITOR), True, False),
-        "auditor with the pii grant": (issue_token(secret, sub="auditor-pii", role=Role.AUDITOR, pii=True), True, True),
+        "auditor with the pii grant": (api.token(Role.AUDITOR, "auditor-pii", pii=True), True, True),
         "handler with the pii grant": (
-            issue_token(secret, sub="h-pii", role=Role.HANDLER, department=department, pii=True),
+            api.token(Role.HANDLER, "h-pii", department=department, pii=True),
             True,
             False,
         ),

@@ -19,7 +19,7 @@ from services.routing.handlers import EVENT_TYPES as ROUTING_EVENTS
 from services.verification.app import EVENTS as VERIFICATION_EVENTS
 from shared.audit.checkpoints import load_key, public_bytes
 from shared.store.db import AUDITOR_ROLE, with_credentials
-from shared.web.auth import Role, issue_token
+from shared.web.auth import Role
 from tests.conftest import AUDITOR_PASSWORD
 from tests.e2e.client import Api
 from tests.eventually import eventually
@@ -50,10 +50,6 @@ def frequent_checkpoints() -> Iterator[None]:
         patch.setenv("CHECKPOINT_SECONDS", "0.5")
         patch.setenv("CHECKPOINT_EVENTS", "25")
         yield
-
-
-def auditor(api: Api) -> str:
-    return issue_token(api.info.jwt_secret, sub="auditor-1", role=Role.AUDITOR)
 
 
 async def test_a_case_as_of_each_moment_is_what_the_live_system_showed(api: Api) -> None:
@@ -90,14 +86,13 @@ async def test_a_case_as_of_each_moment_is_what_the_live_system_showed(api: Api)
     await snapshot()
 
     assert [b["status"] for _, b in seen] == ["dispatched", "dispatched", "verifying", "dispatched", "closed", "closed"]
+    auditor = api.token(Role.AUDITOR, "auditor-1")
     for moment, live in seen:
         status, then = await api.call(
-            "GET", "intake", f"/v1/cases/{case_id}?as_of={quote(moment.isoformat())}", token=auditor(api)
+            "GET", "intake", f"/v1/cases/{case_id}?as_of={quote(moment.isoformat())}", token=auditor
         )
         assert status == 200 and then == live, (moment, then, live)
-        status, then = await api.call(
-            "GET", "intake", f"/v1/cases/{case_id}?version={live['version']}", token=auditor(api)
-        )
+        status, then = await api.call("GET", "intake", f"/v1/cases/{case_id}?version={live['version']}", token=auditor)
         assert then == live
     assert seen[-1][1]["rating"] == 4 and seen[-2][1]["rating"] is None
 

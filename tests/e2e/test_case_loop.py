@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from shared.web.auth import Role
-from tests.e2e.client import EVIDENCE, Api
+from tests.e2e.client import EVIDENCE, ONCE, Api, token
 
 pytestmark = pytest.mark.e2e
 
@@ -24,17 +24,7 @@ async def test_a_report_is_dispatched_handled_verified_and_closed(api: Api) -> N
 
     case = await api.wait_status(case_id, "closed")
     assert case["round"] == 1
-    assert await api.types(case_id) == [
-        "CaseReported",
-        "CaseDispatched",
-        "TaskDispatched",
-        "TaskAccepted",
-        "TaskCompleted",
-        "CaseHandled",
-        "VerificationRequested",
-        "VerificationPassed",
-        "CaseClosed",
-    ]
+    assert await api.types(case_id) == list(ONCE)  # report, dispatch, task, work, verification, close
     history = await api.history(case_id)
     assert [e["version"] for e in history] == list(range(1, len(history) + 1))
     positions = [e["position"] for e in history]
@@ -186,9 +176,7 @@ async def test_no_token_is_401_as_problem_json(api: Api, service: str, path: str
 
 
 async def test_a_forged_token_is_401(api: Api) -> None:
-    from shared.web.auth import issue_token
-
-    forged = issue_token("not-the-secret-but-long-enough-for-hs256", sub="mallory", role=Role.DISPATCHER)
+    forged = token("not-the-secret-but-long-enough-for-hs256", Role.DISPATCHER, "mallory")
     status, _ = await api.call("GET", "intake", "/v1/cases", token=forged)
     assert status == 401
 

@@ -26,10 +26,10 @@ import aiohttp
 import pytest
 
 from ops.cli_options import parse_time
-from ops.devsetup import load_dev_backend
-from ops.servers import free_port
-from ops.stack import SERVICES, load_secrets
-from tests.e2e.client import Api, StackInfo
+from ops.servers import Postgres, free_port
+from ops.stack import SERVICES
+from tests import folders
+from tests.e2e.client import Api
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -133,7 +133,7 @@ class Up:
 
 @pytest.fixture(scope="module")
 def up() -> Iterator[Up]:
-    base = Path(tempfile.mkdtemp(prefix="caseloop-up-"))
+    base = folders.make("up")
     base.chmod(0o755)  # the PostgreSQL user (when run as root) reaches its data below
     ports = {service: free_port() for service in SERVICES}
     pg_port, nats_port = free_port(), free_port()
@@ -175,19 +175,15 @@ def up() -> Iterator[Up]:
             for pid, start in left.items():
                 if alive(pid, start):
                     os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
+        # `up`'s cluster (as root, its data and binaries live outside the folder) goes with it.
+        folders.done(base, postgres=Postgres(base / ".caseloop" / "postgres"))
 
 
 @pytest.fixture
 async def api(up: Up) -> AsyncIterator[Api]:
-    info = StackInfo(
-        urls={service: f"http://127.0.0.1:{port}" for service, port in up.ports.items()},
-        jwt_secret=load_secrets(up.root).jwt_secret,  # the dev secrets `up` made in its folder
-        clock_file=up.root / "clock",
-        backend_key=load_dev_backend(up.root),
-    )
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield Api(session, info)
+    # The dev secrets and backend key `up` made in its folder.
+    async with Api.at(up.root, {service: f"http://127.0.0.1:{port}" for service, port in up.ports.items()}) as api:
+        yield api
 
 
 async def every_service_ready(api: Api) -> bool:

@@ -16,8 +16,7 @@ import pytest
 from ops.cluster import NatsCluster
 from ops.servers import Postgres
 from ops.stack import Stack
-from tests.e2e.scale import api_for, logged_event_count, scaled_stack, stream_messages
-from tests.e2e.test_replicas import assert_each_step_once, feed_cases
+from tests.e2e.scale import api_for, logged_event_count, past, scaled_stack, stream_last_seq, stream_messages
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -49,14 +48,18 @@ async def test_killing_the_stream_leader_loses_and_doubles_nothing_and_the_node_
     leader, _, _ = await stream_leader(cluster.urls, stream)
     killed = cluster.index(leader)
 
+    urls = ",".join(cluster.urls)
+    before = await stream_last_seq(urls, stream)
+
     async def kill_the_leader() -> None:
-        await asyncio.sleep(3.0)
+        # Once it stores this run's cases.
+        await eventually(lambda: past(stream_last_seq(urls, stream), before), timeout=60)
         cluster.kill(killed)
 
     async with api_for(stack) as api:
-        case_ids = await feed_cases(api, 8.0, asyncio.ensure_future(kill_the_leader()))
+        case_ids = await api.feed(32, asyncio.ensure_future(kill_the_leader()))
         assert len(case_ids) >= 25
-        await assert_each_step_once(api, case_ids)
+        await api.assert_each_step_once(case_ids)
 
         alive = [url for i, url in enumerate(cluster.urls) if i != killed]
         new_leader, _, _ = await stream_leader(alive, stream)
@@ -81,8 +84,8 @@ async def test_killing_the_stream_leader_loses_and_doubles_nothing_and_the_node_
 
         await eventually(caught_up, timeout=30, interval=0.5)
         # And the system keeps working on the healed cluster.
-        more = await feed_cases(api, 1.0)
-        await assert_each_step_once(api, more)
+        more = await api.feed(4)
+        await api.assert_each_step_once(more)
 
 
 async def _all(

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from ops.stack import Stack
-from shared.web.auth import Role, issue_token
+from shared.web.auth import Role
 from shared.web.signing import BackendKey
 from tests.e2e.client import Api
 from tests.e2e.plaintext import places_holding
@@ -64,10 +64,8 @@ async def test_history_shows_the_reporter_exactly_as_the_case_does_and_records_t
         "dispatcher": api.dispatcher(),
         "supervisor": api.token(Role.SUPERVISOR),
         "auditor": api.token(Role.AUDITOR),
-        "auditor with the pii grant": issue_token(api.info.jwt_secret, sub="auditor-pii", role=Role.AUDITOR, pii=True),
-        "handler with the pii grant": issue_token(
-            api.info.jwt_secret, sub="h-pii", role=Role.HANDLER, department=task["department"], pii=True
-        ),
+        "auditor with the pii grant": api.token(Role.AUDITOR, "auditor-pii", pii=True),
+        "handler with the pii grant": api.token(Role.HANDLER, "h-pii", department=task["department"], pii=True),
     }
     for who, caller in callers.items():
         for purpose in (None, "回访核实"):

@@ -16,9 +16,17 @@ import pytest
 
 from ops.servers import NatsServer, Postgres
 from ops.stack import Process, Stack
-from tests.e2e.client import Api
-from tests.e2e.scale import api_for, leaders, logged, logged_event_count, scaled_stack, stream_messages
-from tests.e2e.test_crashes import ONCE, drive
+from tests.e2e.scale import (
+    api_for,
+    leaders,
+    logged,
+    logged_event_count,
+    past,
+    scaled_stack,
+    stream_last_seq,
+    stream_messages,
+)
+from tests.e2e.watcher import whole_round
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -29,27 +37,6 @@ REPLICAS = {"relay": 2, "routing": 2, "handling": 2}
 def replicated(postgres: Postgres, nats_server: NatsServer) -> Iterator[Stack]:
     with scaled_stack(postgres, REPLICAS, nats_url=nats_server.url) as stack:
         yield stack
-
-
-async def feed_cases(api: Api, seconds: float, during: asyncio.Future[None] | None = None) -> list[str]:
-    """New cases every 0.25 s for `seconds`, each driven through the loop; their ids once all closed."""
-    drivers: list[asyncio.Task[str]] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        drivers.append(asyncio.create_task(drive(api, len(drivers))))
-        await asyncio.sleep(0.25)
-    if during is not None:
-        await during
-    return list(await asyncio.wait_for(asyncio.gather(*drivers), timeout=120))
-
-
-async def assert_each_step_once(api: Api, case_ids: list[str]) -> None:
-    for case_id in case_ids:
-        history = await api.history(case_id)
-        counts = Counter(e["type"] for e in history)
-        assert {t: counts[t] for t in ONCE} == dict.fromkeys(ONCE, 1), (case_id, counts)
-        assert [e["version"] for e in history] == list(range(1, len(history) + 1))
 
 
 def decisions(process: Process) -> int:
@@ -63,16 +50,16 @@ async def test_two_routing_and_two_handling_replicas_handle_each_event_once_thro
     routing, handling = stack.replicas_of("routing"), stack.replicas_of("handling")
 
     async def kill_one_of_each() -> None:
-        await asyncio.sleep(3.0)
+        await eventually(lambda: decisions(routing[1]) > 0, timeout=60)  # it has taken a share
         routing[1].kill()  # its unacked messages go to routing (1) after ack_wait
         handling[0].kill()  # the Api talks to handling (1): a load balancer would now send to handling-2
 
     async with api_for(stack) as api:
         api.info.urls["handling"] = handling[1].url
         kills = asyncio.ensure_future(kill_one_of_each())
-        case_ids = await feed_cases(api, 8.0, kills)
+        case_ids = await api.feed(32, kills)
         assert len(case_ids) >= 25
-        await assert_each_step_once(api, case_ids)
+        await api.assert_each_step_once(case_ids)
     assert decisions(routing[0]) > 0 and decisions(routing[1]) > 0, "both routing replicas took a share"
     for process in (routing[1], handling[0]):  # back for the next test
         await asyncio.to_thread(stack.restart, process.name)
@@ -81,25 +68,29 @@ async def test_two_routing_and_two_handling_replicas_handle_each_event_once_thro
 async def test_relay_standby_takes_over_and_nothing_is_published_twice_or_out_of_order(replicated: Stack) -> None:
     stack = replicated
     relays = stack.replicas_of("relay")
-    [first] = await eventually(lambda: leaders(relays, "relay_active", "relay_standby"), timeout=10)
+    relaying = {"role": "relay"}  # a relay process leads two loops: the relay and the checkpointer
+    [first] = await eventually(lambda: leaders(relays, "leader_active", "leader_standby", **relaying), timeout=10)
+
+    stream, nats_url = stack.env["NATS_STREAM"], stack.env["NATS_URL"]
+    before = await stream_last_seq(nats_url, stream)
 
     async def kill_the_active_relay() -> None:
-        await asyncio.sleep(2.0)
+        # Once it relays this run's cases.
+        await eventually(lambda: past(stream_last_seq(nats_url, stream), before), timeout=60)
         first.kill()
-        [second] = await eventually(lambda: leaders(relays, "relay_active", "relay_standby"), timeout=10)
+        [second] = await eventually(lambda: leaders(relays, "leader_active", "leader_standby", **relaying), timeout=10)
         assert second is not first
 
     async with api_for(stack) as api:
         api.info.urls["handling"] = stack.replicas_of("handling")[1].url
-        case_ids = await feed_cases(api, 5.0, asyncio.ensure_future(kill_the_active_relay()))
-        await assert_each_step_once(api, case_ids)
+        case_ids = await api.feed(20, asyncio.ensure_future(kill_the_active_relay()))
+        await api.assert_each_step_once(case_ids)
 
     # Every logged event is in the stream exactly once, and each case's events in version order.
     logged_count = await logged_event_count(stack.env["ADMIN_DATABASE_URL"])
-    stream = stack.env["NATS_STREAM"]
 
     async def all_relayed() -> list[tuple[int, dict[str, str], str]] | None:
-        messages = await stream_messages(stack.env["NATS_URL"], stream)
+        messages = await stream_messages(nats_url, stream)
         return messages if len(messages) >= logged_count else None
 
     messages = await eventually(all_relayed, timeout=30, interval=0.5)
@@ -127,15 +118,17 @@ async def test_deadline_watcher_runs_on_one_replica_and_the_other_takes_over(rep
 
         api.move_clock(_seconds_until(task["accept_warn_at"]) + 60)
         await eventually(lambda: _has(steps, "DeadlineWarned"), timeout=15)
+        canary = await api.report("pothole")  # reported now, no deadline of its own comes due in this test
+        await api.open_tasks(canary, 1)
         watcher.kill()
         api.move_clock(_seconds_until(task["accept_by"]) + 60)
         [heir] = await eventually(lambda: leaders(routing, "leader_active", "leader_standby", **watching), timeout=10)
         assert heir is not watcher
         await eventually(lambda: _has(steps, "CaseEscalated"), timeout=15)
         await asyncio.to_thread(stack.restart, watcher.name)  # back, as a standby
-        await asyncio.sleep(1.5)
+        await eventually(lambda: leaders(routing, "leader_active", "leader_standby", **watching) == [heir])
+        await whole_round(stack.env["ADMIN_DATABASE_URL"], canary)  # the heir has checked every due case
         assert await steps() == Counter({"DeadlineWarned": 1, "TaskOverdue": 1, "CaseEscalated": 1})
-        assert leaders(routing, "leader_active", "leader_standby", **watching) == [heir]
         fired = [e for p in routing for e in logged(p, "deadline_fired", case_id=case_id)]
         assert Counter(e["step"] for e in fired) == Counter({"DeadlineWarned": 1, "TaskOverdue": 1, "CaseEscalated": 1})
 

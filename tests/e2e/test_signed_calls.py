@@ -202,9 +202,8 @@ async def test_a_signed_get_with_a_query_and_an_empty_body_is_accepted_once(api:
     key = api.backend()
     url = api.info.urls["intake"] + "/v1/cases?page_size=5"
     headers = sign_request("GET", url, {}, b"", key.key_id, key.private_key())
-    async with aiohttp.ClientSession() as session:
-        async with session.get(url, headers=headers) as first:
-            assert first.status == 200
-        async with session.get(url, headers=headers) as again:
-            assert again.status == 401
-            assert (await again.json())["detail"] == "nonce already used"
+    async with api.session.get(url, headers=headers) as first:
+        assert first.status == 200
+    async with api.session.get(url, headers=headers) as again:
+        assert again.status == 401
+        assert (await again.json())["detail"] == "nonce already used"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
@@ -23,8 +24,8 @@ from tests.relaying import relaying
 @pytest.fixture
 async def js(settings: Settings, store: EventStore) -> AsyncIterator[JetStreamContext]:
     """A JetStream context with the relay running, so appended events reach the stream."""
-    async with relaying(settings, store, "consumer-test") as (_, js):
-        yield js
+    async with relaying(settings, store, "consumer-test") as running:
+        yield running.js
 
 
 async def effects_of(pool: asyncpg.Pool) -> list[str]:
@@ -168,12 +169,18 @@ async def test_a_batchs_cases_are_handled_side_by_side_and_each_cases_events_in_
 ) -> None:
     seen: dict[UUID, list[int]] = {}
     running = peak = 0
+    overlapped = asyncio.Event()
 
     async def slow_handler(tx: Transaction, msg: Delivered) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        await asyncio.sleep(0.05)  # long enough for the rest of the batch to start
+        if running > 1:
+            overlapped.set()
+        # Held until another case's handler has started too: one case at a time never gets there,
+        # and the cap only keeps such a consumer from hanging the test (it then fails below).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(overlapped.wait(), timeout=10)
         running -= 1
         seen.setdefault(msg.case_id, []).append(int(msg.event.description))  # type: ignore[union-attr]
 
@@ -186,6 +193,7 @@ async def test_a_batchs_cases_are_handled_side_by_side_and_each_cases_events_in_
                 expected_version=n,
                 metadata=examples.METADATA,
             )
+    await eventually(lambda: _stored(js, settings.nats_stream, 12))  # so one fetch can bring the whole batch
     consumer = Consumer(js, store, settings.nats_stream, spec(settings, durable="batcher", batch=32), slow_handler)
     stop, task = await run_consumer(consumer)
     try:
@@ -196,3 +204,7 @@ async def test_a_batchs_cases_are_handled_side_by_side_and_each_cases_events_in_
 
     assert seen == {case_id: [0, 1, 2] for case_id in cases}
     assert peak > 1  # different cases overlapped
+
+
+async def _stored(js: JetStreamContext, stream: str, count: int) -> bool:
+    return (await js.stream_info(stream)).state.messages >= count

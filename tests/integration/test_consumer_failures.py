@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -28,6 +27,7 @@ from shared.messaging.bus import Delivered
 from shared.messaging.consumer import Consumer, ensure_consumer
 from shared.store.db import OWNER_ROLE, bootstrap, create_pool, ensure_database
 from shared.store.eventstore import EventStore, Transaction, case_stream
+from tests import folders
 from tests.conftest import ROLE_PASSWORDS, TEMPLATE, Database
 from tests.eventually import eventually
 from tests.integration.test_consumer import effects_of, record_effect, report, run_consumer, spec
@@ -42,19 +42,22 @@ OUTAGE_NAKS = MAX_DELIVER + 2
 @pytest.fixture
 async def js(settings: Settings, store: EventStore) -> AsyncIterator[JetStreamContext]:
     """The session's database feeds the stream (through the relay); the consumer uses another."""
-    async with relaying(settings, store, "consumer-failures") as (_, js):
-        yield js
+    async with relaying(settings, store, "consumer-failures") as running:
+        yield running.js
 
 
 @pytest.fixture(scope="module")
 def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     """A PostgreSQL server this module may stop, without taking the session's down with it."""
-    folder: Path = tmp_path_factory.mktemp("own-pg")
+    folder = folders.make("own-pg")
     folder.chmod(0o755)
-    server = Postgres(folder / "pg").start()
-    asyncio.run(bootstrap(server.url(), TEMPLATE, ROLE_PASSWORDS))
-    yield server
-    server.stop()
+    server = Postgres(folder / "pg")
+    try:
+        server.start()
+        asyncio.run(bootstrap(server.url(), TEMPLATE, ROLE_PASSWORDS))
+        yield server
+    finally:
+        folders.done(folder, postgres=server)
 
 
 @pytest.fixture

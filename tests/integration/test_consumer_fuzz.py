@@ -38,8 +38,8 @@ Message = tuple[str, bytes, dict[str, str]]
 
 @pytest.fixture
 async def js(settings: Settings, store: EventStore) -> AsyncIterator[JetStreamContext]:
-    async with relaying(settings, store, "consumer-fuzz") as (_, js):
-        yield js
+    async with relaying(settings, store, "consumer-fuzz") as running:
+        yield running.js
 
 
 def headers(kind: str = "CaseReported", **changes: str | None) -> dict[str, str]:

@@ -9,7 +9,6 @@ from uuid import UUID
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 
 from services.handling.app import spec
@@ -19,34 +18,27 @@ from shared.domain.case import replay
 from shared.messaging.relay import Relay
 from shared.runtime.service import build
 from shared.store.eventstore import EventStore, case_stream
-from shared.web.auth import Role, issue_token
+from shared.web.auth import Role
 from tests import examples
+from tests.e2e.client import EVIDENCE, bearer
 from tests.eventually import eventually
+from tests.integration.conftest import Client
 from tests.relaying import relaying
 
 SECRET = "handling-test-secret-of-at-least-32-bytes"
-EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
-
-Client = TestClient[web.Request, web.Application]
+HANDLER = bearer(SECRET, Role.HANDLER, "zhang", department="sanitation")
 
 
 @pytest.fixture
 async def relay(settings: Settings, store: EventStore) -> AsyncIterator[Relay]:
     """The relay running, so appended events reach the stream and handling's consumer."""
-    async with relaying(settings, store, "handling-test") as (relay, _):
-        yield relay
+    async with relaying(settings, store, "handling-test") as running:
+        yield running.relay
 
 
 @pytest.fixture
-async def client(settings: Settings, relay: Relay) -> AsyncIterator[Client]:
-    app = build(replace(settings, jwt_secret=SECRET), spec(settings))
-    async with TestClient(TestServer(app)) as client:
-        yield client
-
-
-def auth(role: Role = Role.HANDLER, department: str | None = "sanitation") -> dict[str, str]:
-    token = issue_token(SECRET, sub="zhang", role=role, department=department if role is Role.HANDLER else None)
-    return {"Authorization": f"Bearer {token}"}
+def app(settings: Settings, relay: Relay) -> web.Application:
+    return build(replace(settings, jwt_secret=SECRET), spec(settings))
 
 
 async def seed(store: EventStore, *departments: str) -> list[UUID]:
@@ -74,7 +66,7 @@ async def seeded(store: EventStore, pool: asyncpg.Pool, *departments: str) -> li
 
 
 async def post(client: Client, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-    response = await client.post(path, json=body, headers=auth() if headers is None else headers)
+    response = await client.post(path, json=body, headers=HANDLER if headers is None else headers)
     return response.status, response.content_type, await response.json()
 
 
@@ -118,7 +110,7 @@ async def test_a_handler_of_another_department_gets_404_as_for_no_task(
     client: Client, store: EventStore, pool: asyncpg.Pool
 ) -> None:
     [task_id] = await seeded(store, pool, "sanitation")
-    water = auth(department="water")
+    water = bearer(SECRET, Role.HANDLER, "zhang", department="water")
 
     status, content_type, body = await post(client, f"/v1/tasks/{task_id}/accept", headers=water)
     read = await client.get(f"/v1/tasks/{task_id}", headers=water)
@@ -147,8 +139,8 @@ async def test_a_dispatcher_may_read_tasks_but_not_act_on_them(
 ) -> None:
     [task_id] = await seeded(store, pool, "sanitation")
 
-    read = await client.get(f"/v1/tasks/{task_id}", headers=auth(Role.DISPATCHER))
-    status, _, _ = await post(client, f"/v1/tasks/{task_id}/accept", headers=auth(Role.DISPATCHER))
+    read = await client.get(f"/v1/tasks/{task_id}", headers=bearer(SECRET, Role.DISPATCHER, "zhang"))
+    status, _, _ = await post(client, f"/v1/tasks/{task_id}/accept", headers=bearer(SECRET, Role.DISPATCHER, "zhang"))
 
     assert read.status == 200
     body = await read.json()
@@ -202,9 +194,9 @@ async def test_an_unknown_task_gets_404(client: Client, store: EventStore, pool:
 async def test_a_handler_lists_only_its_own_department(client: Client, store: EventStore, pool: asyncpg.Pool) -> None:
     sanitation, _ = await seeded(store, pool, "sanitation", "water")
 
-    own = await client.get("/v1/tasks", headers=auth())
-    other = await client.get("/v1/tasks?department=water", headers=auth())
-    everything = await client.get("/v1/tasks", headers=auth(Role.SUPERVISOR))
+    own = await client.get("/v1/tasks", headers=HANDLER)
+    other = await client.get("/v1/tasks?department=water", headers=HANDLER)
+    everything = await client.get("/v1/tasks", headers=bearer(SECRET, Role.SUPERVISOR, "zhang"))
 
     assert own.status == 200
     assert [t["id"] for t in (await own.json())["items"]] == [str(sanitation)]
@@ -214,7 +206,7 @@ async def test_a_handler_lists_only_its_own_department(client: Client, store: Ev
 
 async def test_the_task_list_pages_with_a_cursor(client: Client, store: EventStore, pool: asyncpg.Pool) -> None:
     await seeded(store, pool, "sanitation", "water", "gas")
-    supervisor = auth(Role.SUPERVISOR)
+    supervisor = bearer(SECRET, Role.SUPERVISOR, "zhang")
 
     first = await (await client.get("/v1/tasks?page_size=2", headers=supervisor)).json()
     second = await (await client.get(f"/v1/tasks?page_size=2&cursor={first['next_cursor']}", headers=supervisor)).json()

@@ -1,6 +1,7 @@
 """The edges of every service's HTTP surface, on intake's app against real PostgreSQL and NATS:
 requests aiohttp refuses before any application code runs, the Server header, bodies that
-cannot be unframed, repeated keys and parameters, and the budget of failed authentications.
+cannot be unframed, and the budget of failed authentications (repeated keys and parameters:
+test_decoders).
 """
 
 from __future__ import annotations
@@ -8,33 +9,30 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 
-from services.intake.api import CasesQuery, ReportIn
 from services.intake.app import spec
 from shared.base.config import Settings
 from shared.personal.pii import new_key
 from shared.runtime.service import build
-from shared.web.auth import Role, issue_token
-from shared.web.http import SERVER, decode_body, json_response, parse_query, problems_middleware
+from shared.web.auth import Role
+from shared.web.http import SERVER
+from tests.e2e.client import bearer
+from tests.integration.conftest import Client
 
 SECRET = "http-edges-test-secret-of-32-bytes-or-more"
 BURST = 3
+DISPATCHER = bearer(SECRET, Role.DISPATCHER, "d-1")
 MARKER = "ECHO-MARKER"  # sent inside every malformed request: no answer may contain it
-REPORT = {"source": "citizen", "category": "pothole", "location": {"grid": "wenfeng-tianehu-01"}}
-Client = TestClient[Any, Any]
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Client]:
+def app(settings: Settings) -> web.Application:
     edged = replace(
         settings,
         jwt_secret=SECRET,
@@ -43,14 +41,7 @@ async def client(settings: Settings) -> AsyncIterator[Client]:
         auth_failure_burst=BURST,
         auth_failure_rate=0.001,  # no refill while the test runs
     )
-    client = TestClient(TestServer(build(edged, spec(edged))))
-    await client.start_server()
-    yield client
-    await client.close()
-
-
-def bearer(role: Role = Role.DISPATCHER, sub: str = "d-1", secret: str = SECRET) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(secret, sub=sub, role=role)}"}
+    return build(edged, spec(edged))
 
 
 class Raw(msgspec.Struct):
@@ -115,12 +106,12 @@ async def test_every_answer_names_the_server_without_a_product_or_version(client
     answers = [
         await client.get("/healthz"),  # 200
         await client.get("/openapi.json"),  # 200, public
-        await client.get("/v1/cases", headers=bearer()),  # 200, authenticated
+        await client.get("/v1/cases", headers=DISPATCHER),  # 200, authenticated
         await client.get("/nowhere"),  # 404 from the router
         await client.delete("/v1/cases"),  # 405
         await client.get("/v1/cases"),  # 401
-        await client.post("/v1/reports", json={"description": "x" * 70_000}, headers=bearer()),  # 413
-        await client.post("/v1/reports", json={"source": "drone"}, headers=bearer()),  # 422
+        await client.post("/v1/reports", json={"description": "x" * 70_000}, headers=DISPATCHER),  # 413
+        await client.post("/v1/reports", json={"source": "drone"}, headers=DISPATCHER),  # 422
     ]
     assert [a.status for a in answers] == [200, 200, 200, 404, 405, 401, 413, 422]
     for answer in answers:
@@ -133,7 +124,7 @@ async def test_a_body_aiohttp_cannot_decompress_is_400_problem_json_not_500(clie
         response = await client.post(
             "/v1/reports",
             data=body,
-            headers={**bearer(), "Content-Type": "application/json", "Content-Encoding": encoding},
+            headers={**DISPATCHER, "Content-Type": "application/json", "Content-Encoding": encoding},
         )
         assert response.status == 400, await response.text()
         assert response.content_type == "application/problem+json"
@@ -141,12 +132,12 @@ async def test_a_body_aiohttp_cannot_decompress_is_400_problem_json_not_500(clie
 
 
 async def test_failed_authentications_use_up_the_address_budget_then_429_before_any_check(client: Client) -> None:
-    remembered = bearer(sub="seen-before")
+    remembered = bearer(SECRET, Role.DISPATCHER, "seen-before")
     assert (await client.get("/v1/cases", headers=remembered)).status == 200
     for _ in range(BURST * 3):  # no credentials at all: nothing guessed, nothing counted
         assert (await client.get("/v1/cases")).status == 401
 
-    forged = bearer(secret="not-the-secret-but-long-enough-for-hs256")
+    forged = bearer("not-the-secret-but-long-enough-for-hs256", Role.DISPATCHER, "d-1")
     refused = [await client.get("/v1/cases", headers=forged) for _ in range(BURST)]
     assert [r.status for r in refused] == [401] * BURST
     limited = await client.get("/v1/cases", headers=forged)
@@ -157,7 +148,7 @@ async def test_failed_authentications_use_up_the_address_budget_then_429_before_
 
     # From this address nothing new is checked now, a good token included; one already verified costs
     # nothing to check and still passes.
-    assert (await client.get("/v1/cases", headers=bearer(sub="new-here"))).status == 429
+    assert (await client.get("/v1/cases", headers=bearer(SECRET, Role.DISPATCHER, "new-here"))).status == 429
     assert (await client.get("/v1/cases", headers=remembered)).status == 200
 
     # Another address has its own budget.
@@ -166,90 +157,5 @@ async def test_failed_authentications_use_up_the_address_budget_then_429_before_
         url = str(client.make_url("/v1/cases"))
         async with elsewhere.get(url, headers=forged) as other:
             assert other.status == 401
-        async with elsewhere.get(url, headers=bearer(sub="new-elsewhere")) as good:
+        async with elsewhere.get(url, headers=bearer(SECRET, Role.DISPATCHER, "new-elsewhere")) as good:
             assert good.status == 200
-
-
-# --- repeated keys and parameters: the decoders alone, no service around them ----------
-
-
-async def echo_report(request: web.Request) -> web.Response:
-    return json_response(await decode_body(request, ReportIn))
-
-
-async def echo_cases_query(request: web.Request) -> web.Response:
-    return json_response(parse_query(request, CasesQuery))
-
-
-@pytest.fixture
-async def decoding() -> AsyncIterator[Client]:
-    app = web.Application(middlewares=[problems_middleware])
-    app.router.add_post("/report", echo_report)
-    app.router.add_get("/cases", echo_cases_query)
-    async with TestClient(TestServer(app)) as client:
-        yield client
-
-
-ATTACHMENT = '{"url": "https://f.example/a.jpg", "sha256": "' + "a" * 64 + '", "media_type": "image/jpeg"}'
-REPEATED = {
-    "top-level": ('{"source": "citizen", "category": "pothole", "category": "smoke", "location": {"grid": "g"}}',
-                  "/category"),
-    "nested": ('{"source": "citizen", "category": "pothole", "location": {"grid": "g", "grid": "h"}}',
-               "/location/grid"),
-    "in-a-list": ('{"source": "citizen", "category": "c", "location": {"grid": "g"}, "attachments": ['
-                  + ATTACHMENT + ', {"url": "https://f.example/b.jpg", "url": "https://f.example/c.jpg", "sha256": "'
-                  + "b" * 64 + '", "media_type": "image/jpeg"}]}', "/attachments/1/url"),
-    "spelt-with-an-escape": ('{"source": "citizen", "category": "pothole", "c\\u0061tegory": "smoke", '
-                             '"location": {"grid": "g"}}', "/category"),
-    "spaced-before-the-colon": ('{"source": "citizen", "category" : "a", "category"\n: "b", "location": {"grid": "g"}}',
-                                "/category"),
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("case", REPEATED)
-async def test_a_key_given_twice_in_one_object_is_422_naming_it(decoding: Client, case: str) -> None:
-    body, where = REPEATED[case]
-    response = await decoding.post("/report", data=body, headers={"Content-Type": "application/json"})
-    assert response.status == 422, await response.text()
-    assert response.content_type == "application/problem+json"
-    problem = await response.json()
-    key = where.rsplit("/", 1)[-1]
-    assert problem["errors"] == [{"pointer": where, "message": f"Object contains duplicate key `{key}`"}]
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        # The same key in sibling objects, and a key's name as a value: not repeated keys.
-        '{"source": "citizen", "category": "c", "location": {"grid": "g"}, "attachments": ['
-        + ATTACHMENT
-        + ", "
-        + ATTACHMENT
-        + "]}",
-        '{"source": "citizen", "category": "category", "description": "\\"category\\": twice", '
-        '"location": {"grid": "category"}}',
-    ],
-    ids=["sibling-objects", "names-as-values"],
-)
-async def test_equal_keys_in_different_objects_and_key_names_in_values_are_accepted(
-    decoding: Client, body: str
-) -> None:
-    response = await decoding.post("/report", data=body, headers={"Content-Type": "application/json"})
-    assert response.status == 200, await response.text()
-    sent, echoed = json.loads(body), await response.json()
-    assert (echoed["category"], echoed["location"]["grid"]) == (sent["category"], sent["location"]["grid"])
-    assert len(echoed["attachments"]) == len(sent.get("attachments", []))
-
-
-async def test_malformed_json_with_a_repeated_key_is_still_malformed_json(decoding: Client) -> None:
-    body = '{"category": "a", "category": "b", '
-    response = await decoding.post("/report", data=body, headers={"Content-Type": "application/json"})
-    assert response.status == 400
-    assert (await response.json())["title"] == "Malformed JSON"
-
-
-async def test_a_query_parameter_given_twice_is_400_naming_it(decoding: Client) -> None:
-    response = await decoding.get("/cases?page_size=5&grid=g&page_size=100")
-    assert response.status == 400 and response.content_type == "application/problem+json"
-    assert (await response.json())["errors"] == [{"parameter": "page_size", "message": "given more than once"}]
-    assert (await decoding.get("/cases?page_size=5&grid=g")).status == 200

@@ -32,9 +32,9 @@ async def test_one_of_three_leads_and_a_standby_takes_over_when_its_session_dies
     tasks = [asyncio.create_task(leader.run(body_for(i), stop)) for i, leader in enumerate(leaders)]  # type: ignore[arg-type]
     try:
         first = await eventually(lambda: [i for i, leader in enumerate(leaders) if leader.active], timeout=10)
-        await asyncio.sleep(0.5)
         assert len(first) == 1
         [active] = first
+        await eventually(lambda: standbys_asked(database, active), timeout=10)  # and were refused
         assert [i for i in ticks if ticks[i]] == [active], "only the leader works"
 
         # The leader's session is ended from outside (as when its process or host dies).
@@ -57,7 +57,8 @@ async def test_one_of_three_leads_and_a_standby_takes_over_when_its_session_dies
         assert len(took_over) == 1
         await eventually(lambda: not leaders[active].active, timeout=5)
         before = dict(ticks)
-        await asyncio.sleep(0.3)
+        [heir] = took_over
+        await eventually(lambda: ticks[heir] >= before[heir] + 5)  # the new leader has worked a while since
         working = [i for i in ticks if ticks[i] > before[i]]
         assert working == took_over, "the old leader stopped; only the new one works"
         # The old leader reconnects and waits as a standby.
@@ -67,3 +68,18 @@ async def test_one_of_three_leads_and_a_standby_takes_over_when_its_session_dies
         for task in tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
+
+
+async def standbys_asked(database: Database, leader: int) -> bool:
+    """Both other sessions have asked for the lock (their last query) while the leader holds it."""
+    admin = await asyncpg.connect(database.admin_url)
+    try:
+        asked = await admin.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE application_name LIKE 'caseloop:test-%' AND application_name NOT LIKE $1
+               AND query LIKE '%pg_try_advisory_lock%' AND state = 'idle'""",
+            f"caseloop:test-{leader}:%",
+        )
+    finally:
+        await admin.close()
+    return bool(asked == 2)

@@ -6,48 +6,41 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import web
 from msgspec.structs import replace
 
 from services.intake.app import spec
 from shared.base.config import Settings
 from shared.personal.pii import new_key
 from shared.runtime.service import build
-from shared.web.auth import Role, issue_token
+from shared.web.auth import Role
 from tests.conftest import Database
+from tests.e2e.client import bearer
+from tests.integration.conftest import Client
 from tests.signed import registered_backend, signed_call
 
 SECRET = "limits-test-secret-of-32-bytes-or-more"
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+def app(settings: Settings) -> web.Application:
     limited = replace(
         settings,
         jwt_secret=SECRET,
         pii_key=new_key(),
         blind_index_key=new_key(),
-        rate_per_second=5.0,
+        rate_per_second=0.001,  # no refill while the test runs: the burst, however slowly the requests go
         rate_burst=10,
     )
-    client = TestClient(TestServer(build(limited, spec(limited))))
-    await client.start_server()
-    yield client
-    await client.close()
-
-
-def bearer(role: Role, sub: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(SECRET, sub=sub, role=role)}"}
+    return build(limited, spec(limited))
 
 
 async def test_a_flood_from_one_caller_gets_429_with_retry_after_and_others_are_unaffected(
-    client: TestClient[Any, Any],
+    client: Client,
 ) -> None:
-    flooder = bearer(Role.DISPATCHER, "flooder")
+    flooder = bearer(SECRET, Role.DISPATCHER, "flooder")
     responses = await asyncio.gather(*(client.get("/v1/cases", headers=flooder) for _ in range(40)))
     statuses = Counter(r.status for r in responses)
     assert statuses[200] == 10 and statuses[429] == 30, statuses
@@ -55,14 +48,12 @@ async def test_a_flood_from_one_caller_gets_429_with_retry_after_and_others_are_
     assert refused.content_type == "application/problem+json"
     assert int(refused.headers["Retry-After"]) >= 1
     assert (await refused.json())["status"] == 429
-    assert (await client.get("/v1/cases", headers=bearer(Role.DISPATCHER, "someone-else"))).status == 200
+    assert (await client.get("/v1/cases", headers=bearer(SECRET, Role.DISPATCHER, "someone-else"))).status == 200
 
 
-async def test_an_oversized_body_is_413_problem_json_signed_or_not(
-    client: TestClient[Any, Any], database: Database
-) -> None:
+async def test_an_oversized_body_is_413_problem_json_signed_or_not(client: Client, database: Database) -> None:
     huge = {"source": "citizen", "category": "pothole", "location": {"grid": "g"}, "description": "x" * 70_000}
-    response = await client.post("/v1/reports", json=huge, headers=bearer(Role.DISPATCHER, "d"))
+    response = await client.post("/v1/reports", json=huge, headers=bearer(SECRET, Role.DISPATCHER, "d"))
     assert response.status == 413 and response.content_type == "application/problem+json"
     backend = await registered_backend(database.owner_url, "wechat")
     signed = await signed_call(client, backend, "POST", "/v1/reports", huge)

@@ -4,7 +4,6 @@ only its own durable, and a department's system receives its own tasks' events a
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from shared.base.config import Settings
 from shared.messaging.bus import inbox_of, stream_config
 from shared.messaging.consumer import ConsumerSpec, ensure_consumer
 from shared.messaging.natsauth import ADMIN, department_user, provision_departments, server_conf
+from tests.eventually import eventually
 
 STREAM, PREFIX = "CASES", "case"
 USERS = [ADMIN, "relay", "intake", department_user("water"), department_user("city_management")]
@@ -67,11 +67,8 @@ async def admin(server: NatsServer) -> AsyncIterator[Connection]:
 
 
 async def violated(conn: Connection) -> bool:
-    for _ in range(50):
-        if any("permissions violation" in e.lower() for e in conn.errors):
-            return True
-        await asyncio.sleep(0.02)
-    return False
+    """The server has told this connection of a permissions violation (it does so soon after, not at once)."""
+    return bool(await eventually(lambda: any("permissions violation" in e.lower() for e in conn.errors)))
 
 
 async def test_no_user_no_entry(server: NatsServer) -> None:

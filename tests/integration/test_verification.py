@@ -10,9 +10,11 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import web
 from msgspec.structs import replace
 
+from services.routing.planning import verifier_for
+from services.routing.rules import load_policy
 from services.verification import handlers
 from services.verification.app import spec
 from services.verification.decide import verification_id_for
@@ -22,16 +24,17 @@ from shared.domain.events import CaseEvent, CaseReopened, Location
 from shared.messaging.bus import Delivered
 from shared.runtime.service import build
 from shared.store.eventstore import EventStore, case_stream
-from shared.web.auth import Role, issue_token
+from shared.web.auth import Role
 from tests import examples
 from tests.conftest import Database
+from tests.e2e.client import EVIDENCE, bearer
 from tests.eventually import eventually
+from tests.integration.conftest import Client
 from tests.relaying import relaying
 from tests.signed import registered_backend, signed_call
 
 SECRET = "verification-test-secret-of-32-bytes-or-more"
 GRID = "wenfeng-tianehu-01"
-EVIDENCE = [{"url": "https://files.example/after.jpg", "sha256": "ab" * 32, "media_type": "image/jpeg"}]
 
 
 class MovableClock:
@@ -50,31 +53,30 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-async def client(settings: Settings, store: EventStore, clock: MovableClock) -> AsyncIterator[TestClient[Any, Any]]:
+async def app(settings: Settings, store: EventStore, clock: MovableClock) -> AsyncIterator[web.Application]:
     """The app, plus a relay so appended events reach NATS and the app's consumer."""
     the_settings = replace(settings, jwt_secret=SECRET, deadline_interval=0.05)
     async with relaying(the_settings, store, "verification-test"):
-        client = TestClient(TestServer(build(the_settings, spec(the_settings), clock=clock)))
-        await client.start_server()
-        yield client
-        await client.close()
+        yield build(the_settings, spec(the_settings), clock=clock)
 
 
-def token(role: Role, sub: str = "someone", grids: tuple[str, ...] = ()) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(SECRET, sub=sub, role=role, grids=grids)}"}
-
-
-GRID_WORKER = token(Role.GRID_WORKER, "gw-1", (GRID,))
-OTHER_GRID_WORKER = token(Role.GRID_WORKER, "gw-2", ("hanfeng-01",))
-DISPATCHER = token(Role.DISPATCHER, "d-1")
+GRID_WORKER = bearer(SECRET, Role.GRID_WORKER, "gw-1", grids=(GRID,))
+OTHER_GRID_WORKER = bearer(SECRET, Role.GRID_WORKER, "gw-2", grids=("hanfeng-01",))
+DISPATCHER = bearer(SECRET, Role.DISPATCHER, "d-1")
 
 
 async def seed_handled_case(store: EventStore, category: str = "blocked_drain", **case: Any) -> UUID:
-    """A case reported, dispatched to one department, worked and handled: ready for verification."""
+    """A case reported, dispatched to one department, worked and handled: ready for verification.
+
+    The dispatch names the verifier the shipped rules give the category, as routing's would.
+    """
     case_id = uuid4()
+    verifier = verifier_for(load_policy().route(category, "wenfeng"), category)
+    _, dispatched, *worked = examples.until_verifying()[:-1]
     events: list[CaseEvent] = [
         examples.case_reported(category=category, **case),
-        *examples.until_verifying()[1:-1],
+        replace(dispatched, verifier=verifier),
+        *worked,
     ]
     await store.append(
         case_stream(case_id),
@@ -98,7 +100,7 @@ async def types_of(store: EventStore, case_id: UUID) -> list[str]:
 
 
 async def test_a_handled_case_gets_one_grid_worker_verification_even_when_redelivered(
-    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool, clock: MovableClock
+    client: Client, store: EventStore, pool: asyncpg.Pool, clock: MovableClock
 ) -> None:
     case_id = await seed_handled_case(store)
     row = await verification_of(pool, case_id)
@@ -118,9 +120,7 @@ async def test_a_handled_case_gets_one_grid_worker_verification_even_when_redeli
         recorded_at=handled.recorded_at,
     )
     async with store.transaction() as tx:
-        await handlers.on_case_event(
-            tx, again, kind_of=lambda *_: "grid_worker", respond_within=timedelta(), clock=clock
-        )
+        await handlers.on_case_event(tx, again, respond_within=timedelta(), clock=clock)
     assert (await types_of(store, case_id)).count("VerificationRequested") == 1
 
     response = await client.get(f"/v1/verifications/{row['verification_id']}", headers=GRID_WORKER)
@@ -129,7 +129,7 @@ async def test_a_handled_case_gets_one_grid_worker_verification_even_when_redeli
 
 
 async def test_a_case_without_a_grid_gets_a_verification_that_a_dispatcher_records(
-    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool
+    client: Client, store: EventStore, pool: asyncpg.Pool
 ) -> None:
     case_id = await seed_handled_case(store, location=Location(lat=31.16, lon=108.39))
     row = await verification_of(pool, case_id)
@@ -148,7 +148,7 @@ async def test_a_case_without_a_grid_gets_a_verification_that_a_dispatcher_recor
 
 
 async def test_the_grid_worker_of_the_grid_passes_and_the_case_closes(
-    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool
+    client: Client, store: EventStore, pool: asyncpg.Pool
 ) -> None:
     case_id = await seed_handled_case(store)
     verification_id = (await verification_of(pool, case_id))["verification_id"]
@@ -173,7 +173,7 @@ async def test_the_grid_worker_of_the_grid_passes_and_the_case_closes(
 
 
 async def test_a_grid_worker_of_another_grid_may_not_verify(
-    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool
+    client: Client, store: EventStore, pool: asyncpg.Pool
 ) -> None:
     case_id = await seed_handled_case(store)
     verification_id = (await verification_of(pool, case_id))["verification_id"]
@@ -190,7 +190,7 @@ async def test_a_grid_worker_of_another_grid_may_not_verify(
 
 
 async def test_a_failed_verification_reopens_the_case_as_round_two(
-    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool
+    client: Client, store: EventStore, pool: asyncpg.Pool
 ) -> None:
     case_id = await seed_handled_case(store)
     verification_id = (await verification_of(pool, case_id))["verification_id"]
@@ -212,7 +212,7 @@ async def test_a_failed_verification_reopens_the_case_as_round_two(
 
 
 async def test_a_reporter_backend_confirms_only_reporter_confirmations_of_its_own_cases(
-    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool, database: Database
+    client: Client, store: EventStore, pool: asyncpg.Pool, database: Database
 ) -> None:
     drain = (await verification_of(pool, await seed_handled_case(store)))["verification_id"]
     noise = (await verification_of(pool, await seed_handled_case(store, "noise_complaint")))["verification_id"]
@@ -223,10 +223,10 @@ async def test_a_reporter_backend_confirms_only_reporter_confirmations_of_its_ow
     assert denied.status == 403
     stranger = await signed_call(client, other, "POST", f"/v1/verifications/{noise}/pass", {})
     assert stranger.status == 404  # another backend's case: not revealed
-    bearer = await client.post(
-        f"/v1/verifications/{noise}/pass", json={}, headers=token(Role.REPORTER_BACKEND, "backend:wechat")
+    unsigned = await client.post(
+        f"/v1/verifications/{noise}/pass", json={}, headers=bearer(SECRET, Role.REPORTER_BACKEND, "backend:wechat")
     )
-    assert bearer.status == 401  # a backend signs; a bearer token is not enough
+    assert unsigned.status == 401  # a backend signs; a bearer token is not enough
     confirmed = await signed_call(client, backend, "POST", f"/v1/verifications/{noise}/pass", {})
     assert confirmed.status == 200
 
@@ -235,7 +235,7 @@ async def test_a_reporter_backend_confirms_only_reporter_confirmations_of_its_ow
 
 
 async def test_an_unanswered_reporter_confirmation_closes_by_default_exactly_once(
-    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool, clock: MovableClock
+    client: Client, store: EventStore, pool: asyncpg.Pool, clock: MovableClock
 ) -> None:
     case_id = await seed_handled_case(store, "noise_complaint")
     row = await verification_of(pool, case_id)
@@ -274,7 +274,7 @@ async def test_an_unanswered_reporter_confirmation_closes_by_default_exactly_onc
     ],
 )
 async def test_a_malformed_body_is_refused_naming_the_field(
-    client: TestClient[Any, Any], store: EventStore, pool: asyncpg.Pool, verdict: str, body: Any, field: str
+    client: Client, store: EventStore, pool: asyncpg.Pool, verdict: str, body: Any, field: str
 ) -> None:
     verification_id = (await verification_of(pool, await seed_handled_case(store)))["verification_id"]
     response = await client.post(f"/v1/verifications/{verification_id}/{verdict}", json=body, headers=GRID_WORKER)
@@ -283,14 +283,14 @@ async def test_a_malformed_body_is_refused_naming_the_field(
     assert field in problem["detail"]
 
 
-async def test_a_request_without_a_token_is_unauthorized(client: TestClient[Any, Any]) -> None:
+async def test_a_request_without_a_token_is_unauthorized(client: Client) -> None:
     response = await client.get("/v1/verifications")
     assert response.status == 401
     posted = await client.post(f"/v1/verifications/{uuid4()}/pass", json={})
     assert posted.status == 401
 
 
-async def test_an_unknown_verification_is_not_found(client: TestClient[Any, Any]) -> None:
+async def test_an_unknown_verification_is_not_found(client: Client) -> None:
     assert (await client.get(f"/v1/verifications/{uuid4()}", headers=DISPATCHER)).status == 404
     response = await client.post(f"/v1/verifications/{uuid4()}/fail", json={"reason": "x"}, headers=DISPATCHER)
     assert response.status == 404

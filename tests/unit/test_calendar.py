@@ -12,11 +12,6 @@ from shared.domain.calendar import WorkingCalendar, load_calendar
 CST = timezone(timedelta(hours=8))
 
 
-@pytest.fixture(scope="module")
-def calendar() -> WorkingCalendar:
-    return load_calendar()
-
-
 def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=CST)
 

@@ -148,10 +148,12 @@ class CaseMachine(RuleBasedStateMachine):
 
     # --- routing ----------------------------------------------------------------------
 
-    @rule(names=departments)
-    def dispatch(self, names: list[str]) -> None:
+    @rule(names=departments, verifier=st.sampled_from(["grid_worker", "reporter"]))
+    def dispatch(self, names: list[str], verifier: str) -> None:
         tasks = tuple(self.assignment(d, lead=i == 0) for i, d in enumerate(names))
-        command = routing.Dispatch(case_id=CASE_ID, tasks=tasks, priority="normal", policy_version="p1", by="rules")
+        command = routing.Dispatch(
+            case_id=CASE_ID, tasks=tasks, priority="normal", policy_version="p1", verifier=verifier, by="rules"
+        )
         self.decide(routing.decide, command)
 
     @rule(pick=picks, department=st.sampled_from(DEPARTMENTS) | st.none())
@@ -208,11 +210,9 @@ class CaseMachine(RuleBasedStateMachine):
 
     # --- verification -----------------------------------------------------------------
 
-    @rule(kind=st.sampled_from(["grid_worker", "reporter"]))
-    def request_verification(self, kind: Any) -> None:
-        command = verification.RequestVerification(
-            case_id=CASE_ID, kind=kind, now=self.now, respond_within=timedelta(hours=72)
-        )
+    @rule()
+    def request_verification(self) -> None:
+        command = verification.RequestVerification(case_id=CASE_ID, now=self.now, respond_within=timedelta(hours=72))
         self.decide(verification.decide, command)
 
     @rule(passed=st.booleans(), current=st.booleans())
@@ -235,14 +235,14 @@ class CaseMachine(RuleBasedStateMachine):
         case = self.case
         open_tasks, returns = case.open_tasks(), case.unresolved_returns()
         if case.status in (Status.REPORTED, Status.REOPENED, Status.AWAITING_DISPATCH):
-            self.dispatch(list(case.departments) or ["sanitation"])
+            self.dispatch(list(case.departments) or ["sanitation"], "reporter" if passed else "grid_worker")
         elif case.status in WORKING and returns:
             self.redispatch(case.tasks.index(returns[0]), "city_management")
         elif case.status in WORKING and open_tasks:
             task = case.tasks.index(open_tasks[0])
             self.accept(task) if open_tasks[0].status is TaskStatus.DISPATCHED else self.complete(task, True)
         elif case.status is Status.HANDLED:
-            self.request_verification("reporter" if passed else "grid_worker")
+            self.request_verification()
         elif case.status is Status.VERIFYING:
             self.record_verification(passed, current=True)
 
@@ -272,6 +272,7 @@ class CaseMachine(RuleBasedStateMachine):
         if case.status is Status.VERIFYING:
             assert verification_ is not None and verification_.outcome == "pending"
             assert verification_.round == case.round
+            assert verification_.kind == case.verifier, "verified by someone the dispatch did not name"
         if case.status is Status.CLOSED:
             assert verification_ is not None and verification_.outcome == "passed"
             assert [e for e in self.log if isinstance(e, VerificationPassed)][-1].verification_id == verification_.id

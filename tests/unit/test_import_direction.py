@@ -72,3 +72,22 @@ def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from services.intake import handlers\n    import ops.cli\n")
     assert imported_modules(module) == {"services.intake", "services.intake.handlers", "ops.cli"}
+
+
+def other_services(path: Path, own: str) -> list[str]:
+    """The modules of services other than `own` that a module imports."""
+    return sorted(n for n in imported_modules(path) if n.split(".")[0] == "services" and n.split(".")[1:2] != [own])
+
+
+@pytest.mark.parametrize("path", modules("services"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_service_imports_another_service(path: Path) -> None:
+    # What two services share lives in shared/ or travels on an event: who verifies a case is
+    # on its dispatch, so verification needs nothing of routing's.
+    assert other_services(path, path.relative_to(ROOT / "services").parts[0]) == []
+
+
+def test_the_service_check_finds_a_service_reading_anothers_policy(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("from services.verification import decide\n\ndef f():\n    import services.routing.rules\n")
+    assert other_services(module, "verification") == ["services.routing.rules"]
+    assert other_services(module, "routing") == ["services.verification", "services.verification.decide"]

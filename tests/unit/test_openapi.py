@@ -1,4 +1,5 @@
-"""Each service's OpenAPI document: valid 3.1, one operation per route, every error problem+json."""
+"""Each service's OpenAPI document: valid 3.1, one operation per route, every error problem+json;
+and the one list of operations it comes from also gives the routes and who may call them."""
 
 from __future__ import annotations
 
@@ -12,18 +13,23 @@ from openapi_spec_validator import validate
 
 from services.handling import app as handling
 from services.intake import app as intake
+from services.relay import app as relay
 from services.routing import app as routing
 from services.verification import app as verification
-from shared.web.auth import PUBLIC_ROUTES
-from shared.web.openapi import DOCUMENT
+from shared.base.config import Settings
+from shared.runtime.service import build
+from shared.web.auth import PUBLIC_ROUTES, READERS, Role
+from shared.web.http import json_response
+from shared.web.openapi import DOCUMENT, op, serve
 
 SERVICES = {"intake": intake, "routing": routing, "handling": handling, "verification": verification}
+EVERY_PROCESS = {**SERVICES, "relay": relay}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def served(module: ModuleType) -> tuple[web.Application, dict[str, Any]]:
-    app = web.Application()
-    module.routes(app)
+    """The app the service runs (nothing connects until it starts) and the document it serves."""
+    app = build(Settings(), module.spec(Settings()))
     return app, json.loads(app[DOCUMENT])
 
 
@@ -86,3 +92,36 @@ def test_request_schemas_come_from_the_decoders_so_unknown_fields_are_refused() 
     assert report["properties"]["attachments"]["maxItems"] == 10
     query = {p["name"] for p in operations(document)[("GET", "/v1/cases")]["parameters"]}
     assert query == {"status", "grid", "street", "category", "reported_from", "reported_to", "page_size", "cursor"}
+
+
+@pytest.mark.parametrize("service", EVERY_PROCESS)
+def test_every_route_served_is_public_or_has_roles_that_may_call_it(service: str) -> None:
+    # The auth middleware refuses a route absent from the access table to everyone: a route
+    # registered outside the operations would be served to nobody, silently.
+    app, _ = served(EVERY_PROCESS[service])
+    access = EVERY_PROCESS[service].spec(Settings()).access
+    names = {r.name for r in app.router.routes() if r.resource is not None}
+    assert {n for n in names if n not in PUBLIC_ROUTES and not access.get(n or "")} == set()
+    assert set(access) == names - PUBLIC_ROUTES
+
+
+async def nothing(request: web.Request) -> web.Response:
+    return json_response({})
+
+
+def test_a_route_no_role_may_call_or_a_public_one_with_roles_is_refused_where_it_is_declared() -> None:
+    with pytest.raises(ValueError, match="no role may call it"):
+        op("GET", "/v1/things", "list_things", nothing, "Things")
+    with pytest.raises(ValueError, match="public"):
+        op("GET", "/healthz", "healthz", nothing, "Alive", public=True, allow=READERS)
+    with pytest.raises(ValueError, match="PUBLIC_ROUTES"):
+        op("GET", "/v1/things", "list_things", nothing, "Things", public=True)  # the middleware would refuse it
+    with pytest.raises(ValueError, match="PUBLIC_ROUTES"):
+        op("GET", "/healthz", "healthz", nothing, "Alive", allow=READERS)  # the middleware would not check it
+
+
+def test_the_same_method_and_path_declared_twice_is_refused_at_start_up() -> None:
+    things = op("GET", "/v1/things", "list_things", nothing, "Things", allow=frozenset({Role.AUDITOR}))
+    again = op("GET", "/v1/things", "things", nothing, "Things again", allow=READERS)
+    with pytest.raises(ValueError, match="declared twice"):
+        serve(web.Application(), "things", [things, again])

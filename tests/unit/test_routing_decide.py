@@ -44,7 +44,14 @@ NEW_TASK = ex.assignment(ex.TASK_ID_2, "water")
 
 
 def dispatch(*tasks: object) -> Dispatch:
-    return Dispatch(case_id=ex.CASE_ID, tasks=tasks, priority="normal", policy_version="p1", by="rules")  # type: ignore[arg-type]
+    return Dispatch(
+        case_id=ex.CASE_ID,
+        tasks=tasks,  # type: ignore[arg-type]
+        priority="normal",
+        policy_version="p1",
+        verifier="reporter",
+        by="rules",
+    )
 
 
 def test_a_new_case_is_dispatched_to_every_department_of_its_rule() -> None:
@@ -57,12 +64,14 @@ def test_a_new_case_is_dispatched_to_every_department_of_its_rule() -> None:
             departments=("sanitation", "water"),
             priority="normal",
             policy_version="p1",
+            verifier="reporter",
             by="rules",
         ),
         TaskDispatched(case_id=ex.CASE_ID, round=1, task=ex.assignment()),
         TaskDispatched(case_id=ex.CASE_ID, round=1, task=NEW_TASK),
     ]
-    assert replay(events, case).status is Status.DISPATCHED
+    after = replay(events, case)
+    assert (after.status, after.verifier) == (Status.DISPATCHED, "reporter")
 
 
 def test_a_case_no_rule_matches_waits_in_the_queue() -> None:
@@ -86,7 +95,13 @@ def test_a_reopened_case_starts_its_new_round() -> None:
     history = [*ex.until_verifying(), CaseReopened(case_id=ex.CASE_ID, round=2, departments=("sanitation",))]
     events = decide(replay(history), dispatch(ex.assignment(ex.TASK_ID_2)))
     assert events[0] == CaseDispatched(
-        case_id=ex.CASE_ID, round=2, departments=("sanitation",), priority="normal", policy_version="p1", by="rules"
+        case_id=ex.CASE_ID,
+        round=2,
+        departments=("sanitation",),
+        priority="normal",
+        policy_version="p1",
+        verifier="reporter",
+        by="rules",
     )
     assert replay(events, replay(history)).round_tasks()[0].id == ex.TASK_ID_2
 

@@ -9,20 +9,10 @@ from pathlib import Path
 import pytest
 
 from services.routing.rules import STREET_TEAM, Policy, load_policy
-from shared.domain.calendar import WorkingCalendar, load_calendar
+from shared.domain.calendar import WorkingCalendar
 
 CST = timezone(timedelta(hours=8))
 SHIPPED = (resources.files("services.routing") / "data" / "rules.toml").read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return load_policy()
-
-
-@pytest.fixture(scope="module")
-def calendar() -> WorkingCalendar:
-    return load_calendar()
 
 
 def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

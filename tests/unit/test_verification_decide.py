@@ -16,7 +16,6 @@ from services.verification.decide import (
     decide,
     verification_id_for,
 )
-from services.verification.rules import builtin_kind, load_kind_of
 from shared.domain import events as ev
 from shared.domain.case import Refused, Status, replay
 from tests import examples
@@ -29,7 +28,7 @@ TASK_ID_3 = UUID("00000000-0000-4000-8000-0000000000a3")
 
 
 def request(**overrides: Any) -> RequestVerification:
-    command = RequestVerification(case_id=CASE_ID, kind="grid_worker", now=NOW, respond_within=WINDOW)
+    command = RequestVerification(case_id=CASE_ID, now=NOW, respond_within=WINDOW)
     return replace(command, **overrides)
 
 
@@ -40,8 +39,10 @@ def record(passed: bool = True, **overrides: Any) -> RecordVerification:
     return replace(command, **overrides)
 
 
-def until_handled() -> list[ev.CaseEvent]:
-    return examples.until_verifying()[:-1]
+def until_handled(verifier: str = "grid_worker") -> list[ev.CaseEvent]:
+    """A case handled after a dispatch that named `verifier` to verify its work."""
+    events = examples.until_verifying()[:-1]
+    return [replace(e, verifier=verifier) if isinstance(e, ev.CaseDispatched) else e for e in events]
 
 
 def co_handled_until_verifying() -> list[ev.CaseEvent]:
@@ -62,7 +63,7 @@ def co_handled_until_verifying() -> list[ev.CaseEvent]:
 
 def reporter_verifying(respond_by: Any = NOW + WINDOW) -> list[ev.CaseEvent]:
     requested = replace(examples.verification_requested(kind="reporter"), respond_by=respond_by)
-    return [*until_handled(), requested]
+    return [*until_handled("reporter"), requested]
 
 
 # --- RequestVerification ------------------------------------------------------------------
@@ -83,7 +84,7 @@ def test_a_handled_case_gets_a_grid_worker_verification_for_its_round_and_grid()
 
 
 def test_a_reporter_confirmation_must_be_answered_within_the_window() -> None:
-    [requested] = decide(replay(until_handled()), request(kind="reporter"))
+    [requested] = decide(replay(until_handled("reporter")), request())
     assert isinstance(requested, ev.VerificationRequested)
     assert requested.kind == "reporter"
     assert requested.respond_by == NOW + WINDOW
@@ -216,12 +217,24 @@ def test_a_case_closed_by_default_is_not_closed_again() -> None:
 # --- who verifies -------------------------------------------------------------------------
 
 
-def test_noise_complaints_are_confirmed_by_the_reporter_and_drains_by_the_grid_worker() -> None:
-    kind_of = load_kind_of()
-    assert kind_of("noise_complaint", "wenfeng") == "reporter"
-    assert kind_of("blocked_drain", "wenfeng") == "grid_worker"
+def test_the_verifier_is_the_one_the_latest_dispatch_named() -> None:
+    first_round = until_handled("reporter")
+    failed = [
+        examples.verification_requested(kind="reporter"),
+        ev.VerificationFailed(case_id=CASE_ID, verification_id=VERIFICATION_ID, by="reporter_backend:b", reason="吵"),
+        ev.CaseReopened(case_id=CASE_ID, round=2, departments=("sanitation",)),
+    ]
+    second_round = [
+        examples.case_dispatched(round=2, verifier="grid_worker"),
+        examples.task_dispatched(TASK_ID_3, round=2),
+        examples.task_completed(TASK_ID_3),
+        ev.CaseHandled(case_id=CASE_ID, round=2),
+    ]
+    [requested] = decide(replay([*first_round, *failed, *second_round]), request())
+    assert isinstance(requested, ev.VerificationRequested)
+    assert (requested.round, requested.kind, requested.respond_by) == (2, "grid_worker", None)
 
 
-def test_a_category_without_a_rule_falls_back_to_the_built_in_set() -> None:
-    assert load_kind_of()("neighbour_dispute_unlisted", None) == "grid_worker"
-    assert builtin_kind("neighbour_dispute") == "reporter"
+def test_a_dispatch_naming_no_known_verifier_is_refused_not_guessed() -> None:
+    with pytest.raises(Refused, match="names no verifier"):
+        decide(replay(until_handled("")), request())
