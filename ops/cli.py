@@ -173,7 +173,7 @@ def demo(
 
     from ops.demo import run_demo, summary
     from ops.stack import DEFAULT_PORTS
-    from services.routing.rules import load_policy
+    from shared.domain.rules import load_policy
 
     root = stack_root(root)
     stack_file = root / "stack.json"

@@ -25,7 +25,7 @@ DEV_BACKEND_SUB = "wechat-miniprogram"
 
 
 def departments(rules_path: str | None) -> list[str]:
-    from services.routing.rules import load_policy
+    from shared.domain.rules import load_policy
 
     return sorted(load_policy(rules_path or None).departments)
 

@@ -118,7 +118,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 def catalog_of(rules_path: str) -> dict[str, Any]:
-    from services.routing.rules import load_policy  # routing owns the policy file (as verification reads it)
+    from shared.domain.rules import load_policy  # the policy is domain data: every service may read it
 
     policy = load_policy(rules_path or None)
     return {

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.routing import api, handlers, views
-from services.routing.rules import load_calendar, load_policy
 from shared.base.config import Settings
+from shared.domain.rules import load_calendar, load_policy
 from shared.runtime.leader import DEADLINE_WATCHER_LOCK, led
 from shared.runtime.service import SETTINGS, ServiceSpec, Subscription, consumer_spec
 from shared.web.auth import Role

@@ -13,7 +13,6 @@ from aiohttp import web
 
 from services.routing.decide import CheckDeadlines, Dispatch, Redispatch, decide, next_check
 from services.routing.planning import assignments, rule_for, tried_departments, verifier_for
-from services.routing.rules import Policy, WorkingCalendar
 from shared.domain.case import Case, Status, replay
 from shared.domain.events import (
     CaseEscalated,
@@ -24,6 +23,7 @@ from shared.domain.events import (
     TaskOverdue,
     TaskReturned,
 )
+from shared.domain.rules import Policy, WorkingCalendar
 from shared.messaging.bus import Delivered
 from shared.runtime.service import CLOCK, POOL, SETTINGS, STORE
 from shared.store.commands import Busy, run_command

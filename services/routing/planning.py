@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from services.routing.rules import Policy, Rule, WorkingCalendar
 from shared.domain.case import Case
 from shared.domain.events import TaskAssignment
+from shared.domain.rules import Policy, Rule, WorkingCalendar
 
 # When no rule knows the category (a dispatcher's hand dispatch): a working day to accept, five to complete.
 DEFAULT_RULE = Rule(

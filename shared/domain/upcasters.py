@@ -13,7 +13,7 @@ from typing import Any
 STREET_TEAM = "enforcement_{street}"  # in a rule: the enforcement team of the case's street
 NO_STREET_TEAM = "city_management"  # who a rule's street team was when the street was unknown
 
-# The routing policy versions that were shipped (services/routing/data/rules.toml; a version is
+# The routing policy versions that were shipped (shared/domain/data/rules.toml; a version is
 # its `version` plus the digest of the file's bytes), each with the rules whose work the
 # reporter verified: the departments as a dispatch by that rule names them (lead first) and
 # its priority. Every other rule of those versions was verified by the grid worker, and so was

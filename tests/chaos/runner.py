@@ -23,7 +23,7 @@ import aiohttp
 from ops.devsetup import load_dev_backend
 from ops.servers import free_port
 from ops.stack import SERVICES, Stack, load_secrets
-from services.routing.rules import load_policy
+from shared.domain.rules import load_policy
 from tests import folders
 from tests.chaos import checks
 from tests.chaos.actors import TERMINAL, Chaos, every_case, plans

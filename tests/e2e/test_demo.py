@@ -15,7 +15,7 @@ import pytest
 from ops.demo import run_demo, summary
 from ops.devsetup import load_dev_backend
 from ops.stack import SERVICES, Stack, load_secrets
-from services.routing.rules import load_policy
+from shared.domain.rules import load_policy
 from shared.store.db import AUDITOR_ROLE, with_credentials
 from tests.conftest import AUDITOR_PASSWORD
 from tests.e2e.plaintext import places_holding

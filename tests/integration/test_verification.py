@@ -14,13 +14,13 @@ from aiohttp import web
 from msgspec.structs import replace
 
 from services.routing.planning import verifier_for
-from services.routing.rules import load_policy
 from services.verification import handlers
 from services.verification.app import spec
 from services.verification.decide import verification_id_for
 from shared.base.config import Settings
 from shared.domain.case import Status
 from shared.domain.events import CaseEvent, CaseReopened, Location
+from shared.domain.rules import load_policy
 from shared.messaging.bus import Delivered
 from shared.runtime.service import build
 from shared.store.eventstore import EventStore, case_stream

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.routing.rules import Policy, load_policy
 from shared.domain.calendar import WorkingCalendar, load_calendar
+from shared.domain.rules import Policy, load_policy
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from uuid import UUID
 import msgspec
 import pytest
 
-from services.routing.rules import Policy, load_policy
 from shared.domain import events as ev
 from shared.domain.case import replay
+from shared.domain.rules import Policy, load_policy
 from shared.domain.upcasters import REPORTER_VERIFIED
 from shared.domain.versioning import SchemaError
 from tests import examples

@@ -88,6 +88,6 @@ def test_no_service_imports_another_service(path: Path) -> None:
 
 def test_the_service_check_finds_a_service_reading_anothers_policy(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("from services.verification import decide\n\ndef f():\n    import services.routing.rules\n")
-    assert other_services(module, "verification") == ["services.routing.rules"]
+    module.write_text("from services.verification import decide\n\ndef f():\n    import services.routing.planning\n")
+    assert other_services(module, "verification") == ["services.routing.planning"]
     assert other_services(module, "routing") == ["services.verification", "services.verification.decide"]

@@ -11,7 +11,6 @@ from uuid import UUID, uuid5
 import pytest
 
 from services.routing.handlers import react
-from services.routing.rules import Policy, WorkingCalendar
 from shared.domain.case import Case, Status, replay
 from shared.domain.events import (
     CaseDispatched,
@@ -21,6 +20,7 @@ from shared.domain.events import (
     TaskDispatched,
     VerificationFailed,
 )
+from shared.domain.rules import Policy, WorkingCalendar
 from shared.messaging.bus import Delivered
 from tests import examples
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from services.routing.rules import STREET_TEAM, Policy, load_policy
 from shared.domain.calendar import WorkingCalendar
+from shared.domain.rules import STREET_TEAM, Policy, load_policy
 
 CST = timezone(timedelta(hours=8))
-SHIPPED = (resources.files("services.routing") / "data" / "rules.toml").read_text(encoding="utf-8")
+SHIPPED = (resources.files("shared.domain") / "data" / "rules.toml").read_text(encoding="utf-8")
 
 
 def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

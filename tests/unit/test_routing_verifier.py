@@ -9,9 +9,9 @@ import pytest
 
 from services.routing.handlers import react
 from services.routing.planning import REPORTER_CONFIRMED, verifier_for
-from services.routing.rules import load_calendar, load_policy
 from shared.domain import events as ev
 from shared.domain.case import replay
+from shared.domain.rules import load_calendar, load_policy
 from shared.messaging.bus import Delivered
 from tests import examples
 

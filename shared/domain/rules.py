@@ -128,9 +128,9 @@ class Policy:
 
 
 def load_policy(path: str | None = None) -> Policy:
-    """Read a policy TOML file; None reads the shipped services/routing/data/rules.toml."""
+    """Read a policy TOML file; None reads the shipped shared/domain/data/rules.toml."""
     if path is None:
-        raw = (resources.files("services.routing") / "data" / "rules.toml").read_bytes()
+        raw = (resources.files("shared.domain") / "data" / "rules.toml").read_bytes()
     else:
         with open(path, "rb") as f:
             raw = f.read()
