@@ -157,7 +157,7 @@ def target_text(figure: Figure) -> str:
 def table(figures: list[Figure], info: dict[str, Any]) -> Table:
     caption = (
         f"{info['platform']}, {info['cpu_count']} CPUs; PostgreSQL {info['postgresql']}, "
-        f"nats-server {info['nats_server']}. Events/s; ratio = ours / baseline; target from issue 5."
+        f"nats-server {info['nats_server']}. Events/s; ratio = ours / baseline; target = the lowest ratio we accept."
     )
     out = Table(title="caseloop bench", caption=caption)
     out.add_column("figure")

@@ -38,7 +38,7 @@ class Figure:
     ours: float
     baseline: float
     baseline_name: str
-    target: float | None = None  # the lowest acceptable ours/baseline, if issue 5 sets one
+    target: float | None = None  # the lowest acceptable ours/baseline, where one is set
     note: str = ""
 
     @property

@@ -1,4 +1,4 @@
-"""Chaos under load (issue 5): `python -m tests.chaos` and `tests/e2e/test_chaos.py`.
+"""Chaos under load: `python -m tests.chaos` and `tests/e2e/test_chaos.py`.
 
 actors (the simulated people and their recorded history), faults (the nemesis), runner (one
 run), checks (quiet, then every invariant against the log, the views and NATS), lifecycle and

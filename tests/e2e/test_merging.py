@@ -77,6 +77,7 @@ async def test_merging_back_into_a_case_merged_into_this_one_is_refused(api: Api
     first, second = await api.report("pothole"), await api.report("pothole")
     status, body = await merge(api, first, second)
     assert status == 200, body
+    await api.open_tasks(second, 1)  # dispatched: routing's reaction is in, nothing more happens on its own
     version = await stream_version(stack, second)
     status, body = await merge(api, second, first)
     assert status == 409, body
